@@ -1,0 +1,59 @@
+/* The subscription tree: topic filters split into levels, so matching a
+ * topic costs what its own levels and wildcards cost, not the number of
+ * unrelated subscriptions.
+ *
+ * Filters are validated by the caller (mqtt_topic_filter_validate /
+ * mqtt_share_split). A subscription is owned by the tree; the owner (a
+ * session) keeps the handle, compares its filter, and may change options and
+ * sub_id in place. */
+#ifndef LOOPBOT_BROKER_TOPIC_TREE_H
+#define LOOPBOT_BROKER_TOPIC_TREE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct topic_tree;
+struct topic_node;
+struct share_group;
+
+struct subscription {
+    struct subscription *next, *prev; /* in its node's (or group's) list */
+    struct topic_node *node;
+    struct share_group *group; /* NULL unless a $share subscription */
+    void *owner;               /* the session */
+    uint32_t sub_id;           /* MQTT 5 subscription identifier, 0 = none */
+    uint8_t options;           /* MQTT_SUBOPT_* bits, QoS in the low two */
+    uint16_t filter_len;
+    uint8_t filter[];          /* as subscribed, including any $share/{group}/ */
+};
+
+typedef void (*topic_match_fn)(void *ctx, struct subscription *sub);
+/* Asked, for a shared group, whether a member may take a message now (e.g.
+ * its session is online). NULL = every member may. */
+typedef bool (*topic_member_ok_fn)(void *ctx, const struct subscription *sub);
+
+struct topic_tree *topic_tree_new(void);
+void topic_tree_free(struct topic_tree *t); /* frees all subscriptions */
+
+/* Adds a subscription for owner; does not look for an existing one (the
+ * owner does). A "$share/{group}/{filter}" filter joins that group at the
+ * node of {filter}. Returns NULL when out of memory. */
+struct subscription *topic_tree_add(struct topic_tree *t, const uint8_t *filter, size_t len,
+                                    void *owner, uint8_t options, uint32_t sub_id);
+/* Removes and frees one subscription, pruning nodes left empty. */
+void topic_tree_remove(struct topic_tree *t, struct subscription *sub);
+
+/* Calls fn once for every plain subscription whose filter matches topic
+ * (so an owner with overlapping filters is called once per filter), and once
+ * per matching shared group with one member chosen round-robin among those
+ * member_ok accepts (a group with none is skipped). Filters starting with a
+ * wildcard do not match topics starting with '$' [MQTT-4.7.2-1]. fn must not
+ * add or remove subscriptions. */
+void topic_tree_match(struct topic_tree *t, const uint8_t *topic, size_t len, topic_match_fn fn,
+                      topic_member_ok_fn member_ok, void *ctx);
+
+size_t topic_tree_count(const struct topic_tree *t); /* subscriptions */
+size_t topic_tree_memory(const struct topic_tree *t); /* bytes held */
+
+#endif
