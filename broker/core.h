@@ -1,0 +1,47 @@
+/* The broker's shared state with no I/O: sessions by client id, the
+ * subscription tree, retained messages, counters. The glue gives it a
+ * core_io to tell connections about output and closes. */
+#ifndef LOOPBOT_BROKER_CORE_H
+#define LOOPBOT_BROKER_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct config;
+struct core;
+
+struct core_io {
+    void *ctx;
+    /* conn's out-queue gained bytes: flush it before the loop sleeps. */
+    void (*wants_write)(void *ctx, void *conn);
+    /* Close conn once its out-queue is flushed (e.g. taken over by another
+     * connection with the same client id). The glue must call client_free
+     * for it later, from its deferred pass, never from inside this call. */
+    void (*close)(void *ctx, void *conn, int err);
+};
+
+struct core_stats {
+    uint64_t clients_connected;
+    uint64_t clients_total;        /* sessions, online or not */
+    uint64_t clients_maximum;
+    uint64_t messages_received;    /* PUBLISH packets in */
+    uint64_t messages_sent;        /* PUBLISH packets out */
+    uint64_t messages_dropped;     /* queue limits, expiry, too large */
+    uint64_t bytes_received;
+    uint64_t bytes_sent;
+    uint64_t publish_received;
+    uint64_t retained_count;
+    uint64_t subscriptions_count;
+};
+
+struct core *core_new(const struct config *cfg, const struct core_io *io);
+void core_free(struct core *core);
+
+/* Once a second or so: session expiry, delayed wills, message expiry. */
+void core_tick(struct core *core, uint64_t now_ms);
+
+/* Counters, for $SYS and /metrics. bytes_* are counted by the glue. */
+struct core_stats *core_stats(struct core *core);
+
+#endif
