@@ -1,0 +1,690 @@
+/* The per-connection MQTT state machine: one table says which packets each
+ * state accepts, one handler per packet type. */
+#include "broker/client.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "broker/config.h"
+#include "broker/core_priv.h"
+#include "broker/log.h"
+#include "broker/mem.h"
+#include "broker/message.h"
+#include "broker/outq.h"
+#include "broker/topic_tree.h"
+#include "mqtt/packet.h"
+
+enum client_state {
+    CL_AWAIT_CONNECT = 0,
+    CL_CONNECTED,
+    CL_CLOSING,
+    CL__STATES
+};
+
+struct client {
+    struct core *core;
+    void *conn;
+    struct session *session; /* NULL until CONNECT, and after a takeover */
+    struct outq out;
+    struct mem_account acct;
+    uint8_t state;
+    uint8_t version;
+    bool disconnect_sent;
+    uint16_t keepalive; /* seconds, as agreed */
+    uint32_t session_expiry_at_connect;
+    struct message *will;
+    char *peer;
+};
+
+/* The largest incoming packet when message_size_limit is set: the payload
+ * limit plus room for the longest topic and a generous property block, so
+ * an over-limit payload is still read and refused politely [mosquitto]. */
+#define PACKET_OVERHEAD_MAX (5 + 2 + 65535 + 2 + 4 + 65536)
+#define PROTOCOL_MAX_PACKET (268435455u + 5u)
+
+static const char *version_name(uint8_t v)
+{
+    return v == MQTT_V5 ? "5" : v == MQTT_V311 ? "3.1.1" : "3.1";
+}
+
+struct client *client_new(struct core *core, void *conn, const char *peer, uint64_t now_ms)
+{
+    (void)now_ms;
+    struct client *c = mem_calloc(NULL, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->core = core;
+    c->conn = conn;
+    c->peer = mem_strndup(NULL, peer ? peer : "?", peer ? strlen(peer) : 1);
+    if (!c->peer) {
+        mem_free(NULL, c, sizeof(*c));
+        return NULL;
+    }
+    outq_init(&c->out, &c->acct);
+    return c;
+}
+
+struct outq *client_outq(struct client *c)
+{
+    return &c->out;
+}
+
+bool client_connected(const struct client *c)
+{
+    return c->state == CL_CONNECTED;
+}
+
+uint32_t client_max_packet_in(const struct client *c)
+{
+    uint32_t limit = c->core->cfg->message_size_limit;
+    if (limit && limit < PROTOCOL_MAX_PACKET - PACKET_OVERHEAD_MAX)
+        return limit + PACKET_OVERHEAD_MAX;
+    return PROTOCOL_MAX_PACKET;
+}
+
+uint32_t client_keepalive_ms(const struct client *c)
+{
+    if (c->state != CL_CONNECTED)
+        return 0;
+    /* [MQTT-3.1.2-24]: one and a half times the keep alive. */
+    return (uint32_t)c->keepalive * 1500u;
+}
+
+const char *client_name(const struct client *c)
+{
+    return c->session ? c->session->client_id : c->peer;
+}
+
+/* ---- output ----------------------------------------------------------- */
+
+static int send_packet(struct client *c, const struct mqtt_packet *p)
+{
+    int size = mqtt_encode(p, c->version ? c->version : MQTT_V311, NULL, 0);
+    if (size < 0)
+        return size;
+    uint8_t *buf = outq_reserve(&c->out, (size_t)size);
+    if (!buf)
+        return -ERR_NOMEM;
+    mqtt_encode(p, c->version ? c->version : MQTT_V311, buf, (size_t)size);
+    c->core->io.wants_write(c->core->io.ctx, c->conn);
+    return 0;
+}
+
+static int send_ack(struct client *c, uint8_t type, uint16_t packet_id, uint8_t reason)
+{
+    struct mqtt_packet p = {.type = type, .flags = type == MQTT_PUBREL ? 0x2 : 0};
+    p.u.ack.packet_id = packet_id;
+    p.u.ack.reason = c->version == MQTT_V5 ? reason : 0;
+    return send_packet(c, &p);
+}
+
+/* v3 CONNACK return codes for the reasons a CONNECT is refused. */
+static uint8_t connack_v3_code(int err)
+{
+    switch (err < 0 ? -err : err) {
+    case ERR_PROTOCOL_VERSION: return 0x01;
+    case ERR_CLIENT_ID_INVALID: return 0x02;
+    case ERR_SERVER_BUSY: return 0x03;
+    case ERR_BAD_CREDENTIALS: return 0x04;
+    case ERR_NOT_AUTHORIZED: return 0x05;
+    default: return 0x03;
+    }
+}
+
+/* Refuses a CONNECT: CONNACK with the reason, then the caller closes. */
+static int refuse_connect(struct client *c, int err)
+{
+    struct mqtt_packet p = {.type = MQTT_CONNACK};
+    p.u.connack.reason = c->version == MQTT_V5 ? mqtt_err_reason(err) : connack_v3_code(err);
+    send_packet(c, &p);
+    log_printf(LOG_T_NOTICE, "Client %s refused: %s", c->peer, mqtt_err_message(err));
+    return err;
+}
+
+void client_disconnect(struct client *c, int err, uint64_t now_ms)
+{
+    (void)now_ms;
+    if (c->state == CL_CONNECTED && c->version == MQTT_V5 && !c->disconnect_sent) {
+        struct mqtt_packet p = {.type = MQTT_DISCONNECT};
+        p.u.reason.reason = mqtt_err_reason(err);
+        send_packet(c, &p);
+        c->disconnect_sent = true;
+    }
+    c->state = CL_CLOSING;
+}
+
+/* ---- CONNECT ---------------------------------------------------------- */
+
+static int assign_client_id(struct client *c, char *buf, size_t cap)
+{
+    struct core *core = c->core;
+    /* Unique among live sessions; the seed keeps ids unguessable enough
+     * that one client cannot pre-empt another's assigned id. */
+    for (int tries = 0; tries < 16; tries++) {
+        uint64_t x = core->id_seed ^ (++core->id_counter * 0x9e3779b97f4a7c15ULL);
+        x ^= x >> 31;
+        x *= 0xbf58476d1ce4e5b9ULL;
+        x ^= x >> 27;
+        int n = snprintf(buf, cap, "auto-%016llx%08llx", (unsigned long long)x,
+                         (unsigned long long)(core->id_counter & 0xffffffffu));
+        if (!core__session_find(core, (const uint8_t *)buf, (size_t)n))
+            return n;
+    }
+    return -ERR_CLIENT_ID_INVALID;
+}
+
+static int make_will(struct client *c, const struct mqtt_connect *cp, uint64_t now_ms)
+{
+    if (!cp->will_flag)
+        return 0;
+    int rc = mqtt_topic_name_validate(cp->will_topic.ptr, cp->will_topic.len);
+    if (rc < 0)
+        return rc;
+    uint64_t expiry = 0;
+    const struct mqtt_props *wp = NULL;
+    if (c->version == MQTT_V5) {
+        wp = &cp->will_props;
+        if (wp->present & MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY))
+            expiry = now_ms + (uint64_t)wp->message_expiry * 1000;
+    }
+    c->will = message_new(&cp->will_topic, &cp->will_payload, wp, cp->will_qos, cp->will_retain,
+                          expiry, NULL);
+    return c->will ? 0 : -ERR_NOMEM;
+}
+
+/* Ends the other connection that holds this client id [MQTT-3.1.4-3]. */
+static void take_over(struct client *c, struct session *s, uint64_t now_ms)
+{
+    struct client *old = s->client;
+    log_printf(LOG_T_NOTICE, "Client %s already connected, closing old connection.",
+               s->client_id);
+    client_disconnect(old, -ERR_TAKEN_OVER, now_ms);
+    old->session = NULL;
+    old->state = CL_CLOSING;
+    session_detach(s);
+    s->client = NULL;
+    c->core->stats.clients_connected--;
+    c->core->io.close(c->core->io.ctx, old->conn, -ERR_TAKEN_OVER);
+}
+
+static uint32_t session_expiry_for(const struct client *c, const struct mqtt_connect *cp)
+{
+    if (c->version == MQTT_V5)
+        return (cp->props.present & MQTT_PROP_BIT(MQTT_PROP_SESSION_EXPIRY))
+                   ? cp->props.session_expiry
+                   : 0;
+    if (cp->clean_start)
+        return 0;
+    int64_t exp = c->core->cfg->persistent_client_expiration;
+    if (exp < 0 || exp >= (int64_t)SESSION_NEVER_EXPIRES)
+        return SESSION_NEVER_EXPIRES;
+    return (uint32_t)exp;
+}
+
+static int on_connect(struct client *c, const struct mqtt_packet *p, uint64_t now_ms)
+{
+    const struct mqtt_connect *cp = &p->u.connect;
+    const struct config *cfg = c->core->cfg;
+    struct core *core = c->core;
+    c->version = cp->version;
+
+    if (c->version == MQTT_V5 && (cp->props.present & MQTT_PROP_BIT(MQTT_PROP_AUTH_METHOD)))
+        return refuse_connect(c, -ERR_AUTH_METHOD); /* no enhanced auth methods yet */
+
+    char assigned[48];
+    struct mqtt_bytes id = cp->client_id;
+    bool id_assigned = false;
+    if (id.len == 0) {
+        /* 3.1 needs an id; 3.1.1 allows none only with a clean session
+         * [MQTT-3.1.3-7, -8]; 5.0 gets one assigned [MQTT-3.1.3-6]. */
+        if (c->version == MQTT_V31 || (c->version == MQTT_V311 && !cp->clean_start))
+            return refuse_connect(c, -ERR_CLIENT_ID_INVALID);
+        int n = assign_client_id(c, assigned, sizeof(assigned));
+        if (n < 0)
+            return refuse_connect(c, n);
+        id = (struct mqtt_bytes){(const uint8_t *)assigned, (uint32_t)n};
+        id_assigned = true;
+    }
+
+    uint16_t keepalive = cp->keepalive;
+    bool server_keepalive = false;
+    if (keepalive > cfg->max_keepalive) {
+        /* v5 clients are told the lower value; older ones cannot be, and
+         * mosquitto refuses them as "identifier rejected". */
+        if (c->version != MQTT_V5)
+            return refuse_connect(c, -ERR_CLIENT_ID_INVALID);
+        keepalive = cfg->max_keepalive;
+        server_keepalive = true;
+    }
+
+    if (!cfg->allow_anonymous)
+        return refuse_connect(c, -ERR_NOT_AUTHORIZED); /* no password file support yet */
+
+    int rc = make_will(c, cp, now_ms);
+    if (rc < 0)
+        return refuse_connect(c, rc);
+
+    struct session *s = core__session_find(core, id.ptr, id.len);
+    if (s && s->client)
+        take_over(c, s, now_ms);
+    if (s && cp->clean_start) {
+        core__session_destroy(core, s);
+        s = NULL;
+    }
+    bool session_present = s != NULL;
+    if (!s) {
+        s = session_new(core, id.ptr, id.len);
+        if (!s || core__session_insert(core, s) < 0) {
+            session_free(s);
+            return refuse_connect(c, -ERR_SERVER_BUSY);
+        }
+    } else {
+        core__session_online(core, s);
+    }
+    s->expiry_interval = session_expiry_for(c, cp);
+    c->session_expiry_at_connect = s->expiry_interval;
+    s->client = c;
+    c->session = s;
+    c->keepalive = keepalive;
+    c->state = CL_CONNECTED;
+
+    struct mqtt_packet ack = {.type = MQTT_CONNACK};
+    ack.u.connack.session_present = session_present && c->version >= MQTT_V311;
+    if (c->version == MQTT_V5) {
+        struct mqtt_props *ap = &ack.u.connack.props;
+        if (cfg->max_inflight_messages) {
+            ap->present |= MQTT_PROP_BIT(MQTT_PROP_RECEIVE_MAX);
+            ap->receive_max = cfg->max_inflight_messages;
+        }
+        if (id_assigned) {
+            ap->present |= MQTT_PROP_BIT(MQTT_PROP_ASSIGNED_CLIENT_ID);
+            ap->assigned_client_id = (struct mqtt_bytes){(const uint8_t *)s->client_id, s->id_len};
+        }
+        if (server_keepalive) {
+            ap->present |= MQTT_PROP_BIT(MQTT_PROP_SERVER_KEEPALIVE);
+            ap->server_keepalive = keepalive;
+        }
+    }
+    rc = send_packet(c, &ack);
+    if (rc < 0)
+        return rc;
+
+    struct session_link link = {.out = &c->out, .conn = c->conn, .version = c->version};
+    uint16_t window = cfg->max_inflight_messages ? cfg->max_inflight_messages : UINT16_MAX;
+    if (c->version == MQTT_V5) {
+        if (cp->props.present & MQTT_PROP_BIT(MQTT_PROP_RECEIVE_MAX) &&
+            cp->props.receive_max < window)
+            window = cp->props.receive_max;
+        if (cp->props.present & MQTT_PROP_BIT(MQTT_PROP_MAX_PACKET_SIZE))
+            link.max_packet = cp->props.max_packet_size;
+    }
+    link.send_window = window;
+    core->stats.clients_connected++;
+    if (core->stats.clients_connected > core->stats.clients_maximum)
+        core->stats.clients_maximum = core->stats.clients_connected;
+    log_printf(LOG_T_NOTICE, "New client connected from %s as %s (p%u, c%d, k%u).", c->peer,
+               s->client_id, (unsigned)c->version, cp->clean_start ? 1 : 0, (unsigned)keepalive);
+    session_attach(s, &link, session_present, now_ms);
+    return 0;
+}
+
+/* ---- PUBLISH and its acknowledgements --------------------------------- */
+
+static int on_publish(struct client *c, const struct mqtt_packet *p, uint64_t now_ms)
+{
+    const struct mqtt_publish *pub = &p->u.publish;
+    struct session *s = c->session;
+    struct core *core = c->core;
+    core->stats.messages_received++;
+    core->stats.publish_received++;
+
+    if (c->version == MQTT_V5) {
+        /* No Topic Alias Maximum is announced, so any alias is invalid
+         * [MQTT-3.2.2-17]; an empty topic needs one [MQTT-3.3.2-8]. */
+        if (pub->props.present & MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS))
+            return -ERR_TOPIC_ALIAS_INVALID;
+        if (pub->topic.len == 0)
+            return -ERR_PROTOCOL;
+        if (pub->props.present & MQTT_PROP_BIT(MQTT_PROP_SUBSCRIPTION_ID))
+            return -ERR_PROPERTY_NOT_ALLOWED; /* [MQTT-3.3.4-6] */
+    }
+
+    if (pub->qos == 2 && session_rx_qos2_has(s, pub->packet_id))
+        return send_ack(c, MQTT_PUBREC, pub->packet_id, 0); /* a resend: once only */
+
+    if (pub->qos == 2 && c->version == MQTT_V5 && core->cfg->max_inflight_messages &&
+        s->rx_qos2_count >= core->cfg->max_inflight_messages)
+        return -ERR_RECEIVE_MAX_EXCEEDED;
+
+    uint8_t reason = 0;
+    uint32_t limit = core->cfg->message_size_limit;
+    if (limit && pub->payload.len > limit) {
+        log_printf(LOG_T_NOTICE, "Dropped too large PUBLISH from %s (%u bytes on %.*s).",
+                   s->client_id, pub->payload.len, (int)pub->topic.len,
+                   (const char *)pub->topic.ptr);
+        core->stats.messages_dropped++;
+        reason = 0x95; /* packet too large, as mosquitto answers */
+    } else {
+        uint64_t expiry = 0;
+        if (c->version == MQTT_V5 && (pub->props.present & MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY)))
+            expiry = now_ms + (uint64_t)pub->props.message_expiry * 1000;
+        struct message *m =
+            message_new(&pub->topic, &pub->payload, c->version == MQTT_V5 ? &pub->props : NULL,
+                        pub->qos, pub->retain, expiry, s);
+        if (!m) {
+            core->stats.messages_dropped++;
+            if (pub->qos == 0)
+                return 0;
+            if (c->version != MQTT_V5)
+                return -ERR_NOMEM; /* no negative ack before v5: close */
+            reason = 0x97;
+        } else {
+            uint32_t reached = router_publish(core, m, now_ms);
+            message_unref(m);
+            if (!reached)
+                reason = 0x10; /* no matching subscribers (success) */
+        }
+    }
+
+    if (pub->qos == 1)
+        return send_ack(c, MQTT_PUBACK, pub->packet_id, reason);
+    if (pub->qos == 2) {
+        if (reason < 0x80) {
+            int rc = session_rx_qos2_add(s, pub->packet_id);
+            if (rc < 0)
+                return rc;
+        }
+        return send_ack(c, MQTT_PUBREC, pub->packet_id, reason);
+    }
+    return 0;
+}
+
+static int on_puback(struct client *c, const struct mqtt_packet *p, uint64_t now_ms)
+{
+    return session_on_puback(c->session, p->u.ack.packet_id, now_ms);
+}
+
+static int on_pubrec(struct client *c, const struct mqtt_packet *p, uint64_t now_ms)
+{
+    return session_on_pubrec(c->session, p->u.ack.packet_id, p->u.ack.reason, now_ms);
+}
+
+static int on_pubrel(struct client *c, const struct mqtt_packet *p, uint64_t now_ms)
+{
+    (void)now_ms;
+    bool had = session_rx_qos2_remove(c->session, p->u.ack.packet_id);
+    return send_ack(c, MQTT_PUBCOMP, p->u.ack.packet_id, had ? 0 : 0x92);
+}
+
+static int on_pubcomp(struct client *c, const struct mqtt_packet *p, uint64_t now_ms)
+{
+    return session_on_pubcomp(c->session, p->u.ack.packet_id, now_ms);
+}
+
+/* ---- SUBSCRIBE / UNSUBSCRIBE ------------------------------------------ */
+
+/* Subscribes one filter. Returns the SUBACK reason code; *is_new tells
+ * whether it replaced an existing subscription [MQTT-3.8.4-3]. */
+static int subscribe_one(struct client *c, struct mqtt_bytes filter, uint8_t options,
+                         uint32_t sub_id, bool *is_new)
+{
+    bool v5 = c->version == MQTT_V5;
+    struct mqtt_bytes group, inner;
+    int shared = mqtt_share_split(filter.ptr, filter.len, &group, &inner);
+    if (shared < 0)
+        return v5 ? mqtt_err_reason(shared) : 0x80;
+    if (shared && (options & MQTT_SUBOPT_NO_LOCAL))
+        return -ERR_PROTOCOL; /* [MQTT-3.8.3-4] */
+    const struct mqtt_bytes *f = shared ? &inner : &filter;
+    int rc = mqtt_topic_filter_validate(f->ptr, f->len);
+    if (rc < 0)
+        return v5 ? mqtt_err_reason(rc) : 0x80;
+
+    struct session *s = c->session;
+    struct subscription *sub = session_find_sub(s, filter.ptr, filter.len);
+    *is_new = sub == NULL;
+    if (sub) {
+        sub->options = options;
+        sub->sub_id = sub_id;
+    } else {
+        sub = topic_tree_add(c->core->subs, filter.ptr, filter.len, s, options, sub_id);
+        if (!sub)
+            return v5 ? 0x97 : 0x80;
+        if (session_add_sub(s, sub) < 0) {
+            topic_tree_remove(c->core->subs, sub);
+            return v5 ? 0x97 : 0x80;
+        }
+    }
+    log_printf(LOG_T_SUBSCRIBE, "%s %u %.*s", s->client_id, (unsigned)(options & 3),
+               (int)filter.len, (const char *)filter.ptr);
+    return options & MQTT_SUBOPT_QOS_MASK;
+}
+
+static int on_subscribe(struct client *c, const struct mqtt_packet *p, uint64_t now_ms)
+{
+    const struct mqtt_subscribe *sp = &p->u.subscribe;
+    uint32_t sub_id = 0;
+    if (c->version == MQTT_V5 && (sp->props.present & MQTT_PROP_BIT(MQTT_PROP_SUBSCRIPTION_ID)))
+        sub_id = sp->props.sub_id;
+
+    /* reasons[i], then a byte per entry saying whether it was new. */
+    size_t n = sp->count;
+    uint8_t *reasons = mem_alloc(&c->acct, n * 2);
+    if (!reasons)
+        return -ERR_NOMEM;
+    uint8_t *is_new = reasons + n;
+    size_t pos = 0, i = 0;
+    struct mqtt_bytes filter;
+    uint8_t options;
+    int rc = 0;
+    while (i < n && mqtt_subscribe_next(sp, &pos, &filter, &options)) {
+        bool fresh = false;
+        int r = subscribe_one(c, filter, options, sub_id, &fresh);
+        if (r < 0) {
+            rc = r;
+            break;
+        }
+        reasons[i] = (uint8_t)r;
+        is_new[i] = fresh;
+        i++;
+    }
+    if (rc == 0) {
+        struct mqtt_packet ack = {.type = MQTT_SUBACK};
+        ack.u.suback.packet_id = sp->packet_id;
+        ack.u.suback.count = (uint16_t)n;
+        ack.u.suback.reasons = reasons;
+        rc = send_packet(c, &ack);
+    }
+    /* Retained messages follow the SUBACK, per the retain handling option:
+     * 0 always, 1 only for a new subscription, 2 never [MQTT-3.3.1-9..11];
+     * never for shared subscriptions [MQTT-3.8.4-?]. */
+    pos = 0;
+    for (i = 0; rc == 0 && i < n && mqtt_subscribe_next(sp, &pos, &filter, &options); i++) {
+        if (reasons[i] >= 0x80)
+            continue;
+        uint8_t rh = (options & MQTT_SUBOPT_RETAIN_HANDLING_MASK) >> MQTT_SUBOPT_RETAIN_HANDLING_SHIFT;
+        if (rh == 2 || (rh == 1 && !is_new[i]))
+            continue;
+        struct mqtt_bytes group, inner;
+        if (mqtt_share_split(filter.ptr, filter.len, &group, &inner) != 0)
+            continue;
+        router_send_retained(c->core, c->session, filter.ptr, filter.len, reasons[i], sub_id,
+                             now_ms);
+    }
+    mem_free(&c->acct, reasons, n * 2);
+    return rc;
+}
+
+static int on_unsubscribe(struct client *c, const struct mqtt_packet *p, uint64_t now_ms)
+{
+    (void)now_ms;
+    const struct mqtt_subscribe *sp = &p->u.subscribe;
+    size_t n = sp->count;
+    uint8_t *reasons = mem_alloc(&c->acct, n);
+    if (!reasons)
+        return -ERR_NOMEM;
+    size_t pos = 0, i = 0;
+    struct mqtt_bytes filter;
+    while (i < n && mqtt_unsubscribe_next(sp, &pos, &filter)) {
+        struct subscription *sub = session_find_sub(c->session, filter.ptr, filter.len);
+        if (sub)
+            session_remove_sub(c->session, sub);
+        log_printf(LOG_T_UNSUBSCRIBE, "%s %.*s", c->session->client_id, (int)filter.len,
+                   (const char *)filter.ptr);
+        reasons[i++] = sub ? 0x00 : 0x11; /* no subscription existed */
+    }
+    struct mqtt_packet ack = {.type = MQTT_UNSUBACK};
+    ack.u.suback.packet_id = sp->packet_id;
+    ack.u.suback.count = (uint16_t)n;
+    ack.u.suback.reasons = reasons;
+    int rc = send_packet(c, &ack);
+    mem_free(&c->acct, reasons, n);
+    return rc;
+}
+
+/* ---- the rest --------------------------------------------------------- */
+
+static int on_pingreq(struct client *c, const struct mqtt_packet *p, uint64_t now_ms)
+{
+    (void)p;
+    (void)now_ms;
+    struct mqtt_packet resp = {.type = MQTT_PINGRESP};
+    return send_packet(c, &resp);
+}
+
+static int on_disconnect(struct client *c, const struct mqtt_packet *p, uint64_t now_ms)
+{
+    (void)now_ms;
+    const struct mqtt_reason *r = &p->u.reason;
+    if (c->version == MQTT_V5 && (r->props.present & MQTT_PROP_BIT(MQTT_PROP_SESSION_EXPIRY))) {
+        /* A session that was to end at disconnect cannot be revived here
+         * [MQTT-3.14.2-2]. */
+        if (c->session_expiry_at_connect == 0 && r->props.session_expiry != 0)
+            return -ERR_PROTOCOL;
+        c->session->expiry_interval = r->props.session_expiry;
+    }
+    /* 0x04 "disconnect with will message" keeps it; anything else is a
+     * normal disconnect, which discards it [MQTT-3.1.2-10]. */
+    if (!(c->version == MQTT_V5 && r->reason == 0x04)) {
+        message_unref(c->will);
+        c->will = NULL;
+    }
+    c->state = CL_CLOSING;
+    c->disconnect_sent = true; /* the client is leaving: nothing to tell it */
+    return -ERR_PEER_CLOSED;
+}
+
+static int on_auth(struct client *c, const struct mqtt_packet *p, uint64_t now_ms)
+{
+    (void)c;
+    (void)p;
+    (void)now_ms;
+    /* CONNECT never accepts an authentication method, so AUTH is out of
+     * place [MQTT-4.12.0-1]. */
+    return -ERR_PROTOCOL;
+}
+
+typedef int (*packet_handler)(struct client *c, const struct mqtt_packet *p, uint64_t now_ms);
+
+static const packet_handler handlers[16] = {
+    [MQTT_CONNECT] = on_connect,
+    [MQTT_PUBLISH] = on_publish,
+    [MQTT_PUBACK] = on_puback,
+    [MQTT_PUBREC] = on_pubrec,
+    [MQTT_PUBREL] = on_pubrel,
+    [MQTT_PUBCOMP] = on_pubcomp,
+    [MQTT_SUBSCRIBE] = on_subscribe,
+    [MQTT_UNSUBSCRIBE] = on_unsubscribe,
+    [MQTT_PINGREQ] = on_pingreq,
+    [MQTT_DISCONNECT] = on_disconnect,
+    [MQTT_AUTH] = on_auth,
+};
+
+#define T(type) (1u << (type))
+/* Which packet types each state accepts from a client. */
+static const uint16_t accepts[CL__STATES] = {
+    [CL_AWAIT_CONNECT] = T(MQTT_CONNECT),
+    [CL_CONNECTED] = T(MQTT_PUBLISH) | T(MQTT_PUBACK) | T(MQTT_PUBREC) | T(MQTT_PUBREL) |
+                     T(MQTT_PUBCOMP) | T(MQTT_SUBSCRIBE) | T(MQTT_UNSUBSCRIBE) |
+                     T(MQTT_PINGREQ) | T(MQTT_DISCONNECT) | T(MQTT_AUTH),
+    [CL_CLOSING] = 0,
+};
+#undef T
+
+/* For a CONNECT that failed to decode: the protocol level byte, if the
+ * packet says it is MQTT 5, so the refusal can carry a reason code. */
+static uint8_t connect_level(const uint8_t *pkt, size_t len)
+{
+    size_t i = 1;
+    while (i < len && i < 5 && (pkt[i] & 0x80))
+        i++;
+    i++;
+    if (i + 7 > len || pkt[i] != 0 || pkt[i + 1] != 4 || memcmp(pkt + i + 2, "MQTT", 4) != 0)
+        return 0;
+    return pkt[i + 6];
+}
+
+int client_on_packet(struct client *c, const uint8_t *pkt, size_t len, uint64_t now_ms)
+{
+    uint8_t type = pkt[0] >> 4;
+    if (!(accepts[c->state] & (1u << type))) {
+        int err = c->state == CL_AWAIT_CONNECT ? -ERR_FIRST_NOT_CONNECT
+                  : type == MQTT_CONNECT       ? -ERR_SECOND_CONNECT
+                                               : -ERR_PROTOCOL;
+        if (c->state == CL_CLOSING)
+            return -ERR_PEER_CLOSED;
+        client_disconnect(c, err, now_ms);
+        return err;
+    }
+    struct mqtt_packet p;
+    int rc = mqtt_decode(pkt, len, c->version, &p);
+    if (rc < 0) {
+        if (c->state == CL_AWAIT_CONNECT) {
+            uint8_t level = connect_level(pkt, len);
+            if (rc == -ERR_PROTOCOL_VERSION || level == MQTT_V5) {
+                c->version = level == MQTT_V5 ? MQTT_V5 : MQTT_V311;
+                return refuse_connect(c, rc);
+            }
+        }
+        log_printf(LOG_T_NOTICE, "Client %s sent a bad packet: %s", client_name(c),
+                   mqtt_err_message(rc));
+        client_disconnect(c, rc, now_ms);
+        return rc;
+    }
+    rc = handlers[type](c, &p, now_ms);
+    if (rc < 0 && rc != -ERR_PEER_CLOSED) {
+        if (c->state == CL_CONNECTED)
+            log_printf(LOG_T_NOTICE, "Client %s closed: %s", client_name(c),
+                       mqtt_err_message(rc));
+        client_disconnect(c, rc, now_ms);
+    }
+    return rc;
+}
+
+void client_free(struct client *c, int err, uint64_t now_ms)
+{
+    if (!c)
+        return;
+    struct core *core = c->core;
+    struct session *s = c->session;
+    if (s && s->client == c) {
+        if (err && err != -ERR_PEER_CLOSED)
+            log_printf(LOG_T_NOTICE, "Client %s disconnected: %s", s->client_id,
+                       mqtt_err_message(err));
+        else
+            log_printf(LOG_T_NOTICE, "Client %s disconnected.", s->client_id);
+        session_detach(s);
+        s->client = NULL;
+        core->stats.clients_connected--;
+        core__session_offline(core, s, now_ms);
+    }
+    if (c->will) {
+        /* The will is published unless a normal DISCONNECT removed it
+         * [MQTT-3.1.2-8]. */
+        router_publish(core, c->will, now_ms);
+        message_unref(c->will);
+    }
+    outq_clear(&c->out);
+    mem_strfree(NULL, c->peer);
+    mem_free(NULL, c, sizeof(*c));
+}

@@ -1,0 +1,58 @@
+/* The core's state, shared by the files that make up the core (core.c,
+ * client.c, session.c, router.c) and by their tests; nothing else reads it. */
+#ifndef LOOPBOT_BROKER_CORE_PRIV_H
+#define LOOPBOT_BROKER_CORE_PRIV_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "broker/core.h"
+#include "broker/session.h"
+#include "broker/strmap.h"
+
+struct config;
+struct message;
+struct retain_store;
+struct topic_tree;
+
+/* One session reached by a publish, after overlapping subscriptions are
+ * merged: the highest QoS, retain-as-published if any asked, every id. */
+struct route_target {
+    struct session *session;
+    uint8_t qos;
+    bool retain_as_published;
+    uint8_t n_sub_ids;
+    uint32_t sub_ids[SESSION_MAX_SUB_IDS];
+};
+
+struct core {
+    const struct config *cfg;
+    struct core_io io;
+    struct topic_tree *subs;
+    struct retain_store *retained;
+    struct strmap sessions;       /* client id -> struct session */
+    struct session *offline_head; /* offline sessions that can expire */
+    struct core_stats stats;
+    uint64_t route_gen;
+    struct route_target *targets;
+    uint32_t ntargets, targets_cap;
+    uint64_t id_counter; /* assigned client ids */
+    uint64_t id_seed;
+};
+
+/* Route one message to every matching subscription (and store it if it is
+ * retained). Takes no reference of its own beyond what queues keep.
+ * Returns how many sessions it reached. */
+uint32_t router_publish(struct core *core, struct message *msg, uint64_t now_ms);
+/* Send the retained messages matching a new subscription to s. */
+void router_send_retained(struct core *core, struct session *s, const uint8_t *filter,
+                          size_t len, uint8_t sub_qos, uint32_t sub_id, uint64_t now_ms);
+
+/* Session table and expiry bookkeeping. */
+struct session *core__session_find(struct core *core, const uint8_t *id, size_t len);
+int core__session_insert(struct core *core, struct session *s);
+void core__session_destroy(struct core *core, struct session *s);
+void core__session_offline(struct core *core, struct session *s, uint64_t now_ms);
+void core__session_online(struct core *core, struct session *s);
+
+#endif

@@ -1,0 +1,110 @@
+/* Routing: from one published message to the sessions that get it. */
+#include <string.h>
+
+#include "broker/core_priv.h"
+#include "broker/mem.h"
+#include "broker/message.h"
+#include "broker/retain.h"
+#include "broker/topic_tree.h"
+#include "mqtt/packet.h"
+
+struct route_ctx {
+    struct core *core;
+    struct message *msg;
+};
+
+static bool member_online(void *ctx, const struct subscription *sub)
+{
+    (void)ctx;
+    return ((const struct session *)sub->owner)->online;
+}
+
+static struct route_target *target_for(struct core *core, struct session *s)
+{
+    if (s->route_gen == core->route_gen)
+        return &core->targets[s->route_slot];
+    if (core->ntargets == core->targets_cap) {
+        uint32_t cap = core->targets_cap ? core->targets_cap * 2 : 64;
+        struct route_target *v = mem_realloc(NULL, core->targets,
+                                             core->targets_cap * sizeof(*v), cap * sizeof(*v));
+        if (!v)
+            return NULL;
+        core->targets = v;
+        core->targets_cap = cap;
+    }
+    struct route_target *t = &core->targets[core->ntargets];
+    memset(t, 0, sizeof(*t));
+    t->session = s;
+    s->route_gen = core->route_gen;
+    s->route_slot = core->ntargets++;
+    return t;
+}
+
+/* Overlapping subscriptions of one session are merged into one delivery
+ * with the highest QoS and every subscription id [MQTT-3.3.4-2, -3]. */
+static void on_match(void *ctx, struct subscription *sub)
+{
+    struct route_ctx *rc = ctx;
+    struct session *s = sub->owner;
+    if ((sub->options & MQTT_SUBOPT_NO_LOCAL) && !sub->group && rc->msg->origin == s)
+        return; /* [MQTT-3.8.3-3] */
+    struct route_target *t = target_for(rc->core, s);
+    if (!t) {
+        rc->core->stats.messages_dropped++;
+        return;
+    }
+    uint8_t qos = sub->options & MQTT_SUBOPT_QOS_MASK;
+    if (qos > t->qos)
+        t->qos = qos;
+    if (sub->options & MQTT_SUBOPT_RETAIN_AS_PUBLISHED)
+        t->retain_as_published = true;
+    if (sub->sub_id && t->n_sub_ids < SESSION_MAX_SUB_IDS)
+        t->sub_ids[t->n_sub_ids++] = sub->sub_id;
+}
+
+uint32_t router_publish(struct core *core, struct message *msg, uint64_t now_ms)
+{
+    if (msg->retain) {
+        if (retain_set(core->retained, msg->topic, msg->topic_len, msg) < 0)
+            core->stats.messages_dropped++;
+        core->stats.retained_count = retain_count(core->retained);
+    }
+    core->route_gen++;
+    core->ntargets = 0;
+    struct route_ctx rc = {core, msg};
+    topic_tree_match(core->subs, msg->topic, msg->topic_len, on_match, member_online, &rc);
+    for (uint32_t i = 0; i < core->ntargets; i++) {
+        struct route_target *t = &core->targets[i];
+        uint8_t qos = t->qos < msg->qos ? t->qos : msg->qos;
+        /* Without Retain As Published, a forwarded message is not marked
+         * retained [MQTT-3.3.1-9]. */
+        bool retain = t->retain_as_published && msg->retain;
+        session_deliver(t->session, msg, qos, retain, t->sub_ids, t->n_sub_ids, now_ms);
+    }
+    uint32_t reached = core->ntargets;
+    core->ntargets = 0;
+    return reached;
+}
+
+struct retained_ctx {
+    struct session *s;
+    uint8_t qos;
+    uint32_t sub_id;
+    uint64_t now_ms;
+};
+
+static void on_retained(void *ctx, struct message *msg)
+{
+    struct retained_ctx *rc = ctx;
+    uint8_t qos = rc->qos < msg->qos ? rc->qos : msg->qos;
+    /* Sent because of the subscription: retain flag set [MQTT-3.3.1-8]. */
+    session_deliver(rc->s, msg, qos, true, rc->sub_id ? &rc->sub_id : NULL, rc->sub_id ? 1 : 0,
+                    rc->now_ms);
+}
+
+void router_send_retained(struct core *core, struct session *s, const uint8_t *filter,
+                          size_t len, uint8_t sub_qos, uint32_t sub_id, uint64_t now_ms)
+{
+    struct retained_ctx rc = {s, sub_qos, sub_id, now_ms};
+    retain_match(core->retained, filter, len, on_retained, &rc);
+}

@@ -1,0 +1,436 @@
+#include "broker/session.h"
+
+#include <string.h>
+
+#include "broker/config.h"
+#include "broker/core_priv.h"
+#include "broker/message.h"
+#include "broker/outq.h"
+#include "broker/topic_tree.h"
+#include "mqtt/packet.h"
+
+struct session *session_new(struct core *core, const uint8_t *client_id, size_t len)
+{
+    if (len > UINT16_MAX)
+        return NULL;
+    struct session *s = mem_calloc(NULL, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->client_id = mem_strndup(NULL, client_id, len);
+    if (!s->client_id) {
+        mem_free(NULL, s, sizeof(*s));
+        return NULL;
+    }
+    s->core = core;
+    s->id_len = (uint16_t)len;
+    s->next_packet_id = 1;
+    return s;
+}
+
+static void delivery_free(struct session *s, struct delivery *d)
+{
+    message_unref(d->msg);
+    mem_free(&s->acct, d, sizeof(*d));
+}
+
+static void free_list(struct session *s, struct delivery *d)
+{
+    while (d) {
+        struct delivery *next = d->next;
+        delivery_free(s, d);
+        d = next;
+    }
+}
+
+void session_free(struct session *s)
+{
+    if (!s)
+        return;
+    for (uint32_t i = 0; i < s->nsubs; i++)
+        topic_tree_remove(s->core->subs, s->subs[i]);
+    mem_free(NULL, s->subs, s->subs_cap * sizeof(*s->subs));
+    free_list(s, s->inflight_head);
+    free_list(s, s->queue_head);
+    mem_free(&s->acct, s->rx_qos2, s->rx_qos2_cap * sizeof(*s->rx_qos2));
+    mem_free(NULL, s->client_id, (size_t)s->id_len + 1);
+    mem_free(NULL, s, sizeof(*s));
+}
+
+/* ---- sending ---------------------------------------------------------- */
+
+static void fill_publish(const struct session *s, const struct delivery *d, bool dup,
+                         uint64_t now_ms, struct mqtt_packet *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->type = MQTT_PUBLISH;
+    struct mqtt_publish *pub = &p->u.publish;
+    const struct message *m = d->msg;
+    pub->qos = d->qos;
+    pub->dup = dup && d->qos > 0;
+    pub->retain = d->retain;
+    pub->packet_id = d->packet_id;
+    pub->topic = (struct mqtt_bytes){m->topic, m->topic_len};
+    pub->payload = (struct mqtt_bytes){m->payload, m->payload_len};
+    if (s->link.version == MQTT_V5) {
+        if (m->expiry_ms) {
+            pub->props.present |= MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY);
+            pub->props.message_expiry = message_expiry_left(m, now_ms);
+        }
+        if (d->n_sub_ids) {
+            pub->props.present |= MQTT_PROP_BIT(MQTT_PROP_SUBSCRIPTION_ID);
+            pub->props.sub_id = d->sub_ids[0];
+            pub->props.sub_id_count = d->n_sub_ids;
+            pub->props.sub_ids = d->sub_ids;
+        }
+        pub->props.verbatim = (struct mqtt_bytes){m->props, m->props_len};
+    }
+}
+
+/* Encodes p into the linked out-queue. -ERR_PACKET_TOO_LARGE when the client
+ * said it cannot take it [MQTT-3.1.2-24]. */
+static int send_packet(struct session *s, const struct mqtt_packet *p)
+{
+    int size = mqtt_encode(p, s->link.version, NULL, 0);
+    if (size < 0)
+        return size;
+    if (s->link.max_packet && (uint32_t)size > s->link.max_packet)
+        return -ERR_PACKET_TOO_LARGE;
+    uint8_t *buf = outq_reserve(s->link.out, (size_t)size);
+    if (!buf)
+        return -ERR_NOMEM;
+    mqtt_encode(p, s->link.version, buf, (size_t)size);
+    if (p->type == MQTT_PUBLISH)
+        s->core->stats.messages_sent++;
+    s->core->io.wants_write(s->core->io.ctx, s->link.conn);
+    return 0;
+}
+
+static int send_delivery(struct session *s, struct delivery *d, bool dup, uint64_t now_ms)
+{
+    struct mqtt_packet p;
+    fill_publish(s, d, dup, now_ms, &p);
+    return send_packet(s, &p);
+}
+
+static int send_pubrel(struct session *s, uint16_t packet_id, uint8_t reason)
+{
+    struct mqtt_packet p = {.type = MQTT_PUBREL, .flags = 0x2};
+    p.u.ack.packet_id = packet_id;
+    p.u.ack.reason = reason;
+    return send_packet(s, &p);
+}
+
+static bool packet_id_in_use(const struct session *s, uint16_t id)
+{
+    for (const struct delivery *d = s->inflight_head; d; d = d->next)
+        if (d->packet_id == id)
+            return true;
+    return false;
+}
+
+static uint16_t next_packet_id(struct session *s)
+{
+    /* The window is at most 65,535, so a free id always exists. */
+    for (;;) {
+        uint16_t id = s->next_packet_id++;
+        if (s->next_packet_id == 0)
+            s->next_packet_id = 1;
+        if (id && !packet_id_in_use(s, id))
+            return id;
+    }
+}
+
+static void inflight_push(struct session *s, struct delivery *d)
+{
+    d->next = NULL;
+    if (s->inflight_tail)
+        s->inflight_tail->next = d;
+    else
+        s->inflight_head = d;
+    s->inflight_tail = d;
+    s->inflight_count++;
+}
+
+static void queue_push(struct session *s, struct delivery *d)
+{
+    d->next = NULL;
+    if (s->queue_tail)
+        s->queue_tail->next = d;
+    else
+        s->queue_head = d;
+    s->queue_tail = d;
+    s->queued_count++;
+    s->queued_bytes += message_size(d->msg);
+}
+
+static struct delivery *queue_pop(struct session *s)
+{
+    struct delivery *d = s->queue_head;
+    if (!d)
+        return NULL;
+    s->queue_head = d->next;
+    if (!s->queue_head)
+        s->queue_tail = NULL;
+    s->queued_count--;
+    s->queued_bytes -= message_size(d->msg);
+    d->next = NULL;
+    return d;
+}
+
+static void count_drop(struct session *s)
+{
+    s->core->stats.messages_dropped++;
+}
+
+/* Starts sending d (QoS > 0): assigns its packet id and makes it in flight.
+ * Frees d if it cannot be sent at all. */
+static void start_inflight(struct session *s, struct delivery *d, uint64_t now_ms)
+{
+    d->packet_id = next_packet_id(s);
+    d->state = d->qos == 1 ? DLV_WAIT_PUBACK : DLV_WAIT_PUBREC;
+    if (send_delivery(s, d, false, now_ms) < 0) {
+        count_drop(s);
+        delivery_free(s, d);
+        return;
+    }
+    inflight_push(s, d);
+}
+
+/* Fills the send window from the queue, skipping expired messages. */
+static void pump(struct session *s, uint64_t now_ms)
+{
+    while (s->online && s->queue_head && s->inflight_count < s->link.send_window) {
+        struct delivery *d = queue_pop(s);
+        if (message_expired(d->msg, now_ms)) {
+            count_drop(s);
+            delivery_free(s, d);
+            continue;
+        }
+        start_inflight(s, d, now_ms);
+    }
+}
+
+void session_attach(struct session *s, const struct session_link *link, bool resend,
+                    uint64_t now_ms)
+{
+    s->link = *link;
+    if (!s->link.send_window)
+        s->link.send_window = UINT16_MAX;
+    s->online = true;
+    if (resend) {
+        for (struct delivery *d = s->inflight_head; d; d = d->next) {
+            if (d->state == DLV_WAIT_PUBCOMP)
+                send_pubrel(s, d->packet_id, 0);
+            else
+                send_delivery(s, d, true, now_ms);
+        }
+    }
+    pump(s, now_ms);
+}
+
+void session_detach(struct session *s)
+{
+    s->online = false;
+    memset(&s->link, 0, sizeof(s->link));
+}
+
+/* ---- delivering ------------------------------------------------------- */
+
+static bool queue_full(const struct session *s, const struct message *msg)
+{
+    const struct config *cfg = s->core->cfg;
+    if (cfg->max_queued_messages && s->queued_count >= cfg->max_queued_messages)
+        return true;
+    if (cfg->max_queued_bytes && s->queued_bytes + message_size(msg) > cfg->max_queued_bytes)
+        return true;
+    return false;
+}
+
+int session_deliver(struct session *s, struct message *msg, uint8_t qos, bool retain,
+                    const uint32_t *sub_ids, uint8_t n_sub_ids, uint64_t now_ms)
+{
+    if (message_expired(msg, now_ms)) {
+        count_drop(s);
+        return -ERR_NOT_FOUND;
+    }
+    if (n_sub_ids > SESSION_MAX_SUB_IDS)
+        n_sub_ids = SESSION_MAX_SUB_IDS;
+    if (qos == 0) {
+        if (!s->online) {
+            count_drop(s); /* QoS 0 is not queued for offline clients */
+            return -ERR_NOT_FOUND;
+        }
+        struct delivery d = {.msg = msg, .qos = 0, .retain = retain, .n_sub_ids = n_sub_ids};
+        if (n_sub_ids)
+            memcpy(d.sub_ids, sub_ids, n_sub_ids * sizeof(*sub_ids));
+        int rc = send_delivery(s, &d, false, now_ms);
+        if (rc < 0)
+            count_drop(s);
+        return rc;
+    }
+    bool window_open = s->online && !s->queue_head && s->inflight_count < s->link.send_window;
+    if (!window_open && queue_full(s, msg)) {
+        count_drop(s);
+        return -ERR_QUOTA_EXCEEDED;
+    }
+    struct delivery *d = mem_calloc(&s->acct, sizeof(*d));
+    if (!d) {
+        count_drop(s);
+        return -ERR_NOMEM;
+    }
+    d->msg = message_ref(msg);
+    d->qos = qos;
+    d->retain = retain;
+    d->n_sub_ids = n_sub_ids;
+    if (n_sub_ids)
+        memcpy(d->sub_ids, sub_ids, n_sub_ids * sizeof(*sub_ids));
+    if (window_open)
+        start_inflight(s, d, now_ms);
+    else
+        queue_push(s, d);
+    return 0;
+}
+
+/* ---- acknowledgements ------------------------------------------------- */
+
+/* Finds the in-flight delivery with this id; *prev gets its predecessor. */
+static struct delivery *inflight_find(struct session *s, uint16_t id, struct delivery **prev)
+{
+    struct delivery *p = NULL;
+    for (struct delivery *d = s->inflight_head; d; p = d, d = d->next) {
+        if (d->packet_id == id) {
+            *prev = p;
+            return d;
+        }
+    }
+    return NULL;
+}
+
+static void inflight_remove(struct session *s, struct delivery *d, struct delivery *prev)
+{
+    if (prev)
+        prev->next = d->next;
+    else
+        s->inflight_head = d->next;
+    if (s->inflight_tail == d)
+        s->inflight_tail = prev;
+    s->inflight_count--;
+    delivery_free(s, d);
+}
+
+/* An ack for an id we do not have in flight is ignored: after a resend the
+ * client may acknowledge the same id twice, and that is no violation. */
+int session_on_puback(struct session *s, uint16_t packet_id, uint64_t now_ms)
+{
+    struct delivery *prev;
+    struct delivery *d = inflight_find(s, packet_id, &prev);
+    if (d && d->state == DLV_WAIT_PUBACK) {
+        inflight_remove(s, d, prev);
+        pump(s, now_ms);
+    }
+    return 0;
+}
+
+int session_on_pubrec(struct session *s, uint16_t packet_id, uint8_t reason, uint64_t now_ms)
+{
+    struct delivery *prev;
+    struct delivery *d = inflight_find(s, packet_id, &prev);
+    if (!d || (d->state != DLV_WAIT_PUBREC && d->state != DLV_WAIT_PUBCOMP)) {
+        /* [MQTT-4.3.3] answer anyway so the client can finish its flow;
+         * v5 says the id was not found. */
+        return send_pubrel(s, packet_id, 0x92);
+    }
+    if (reason >= 0x80) {
+        /* The client refused it: the flow ends here [MQTT-4.3.3-4]. */
+        inflight_remove(s, d, prev);
+        pump(s, now_ms);
+        return 0;
+    }
+    d->state = DLV_WAIT_PUBCOMP;
+    return send_pubrel(s, packet_id, 0);
+}
+
+int session_on_pubcomp(struct session *s, uint16_t packet_id, uint64_t now_ms)
+{
+    struct delivery *prev;
+    struct delivery *d = inflight_find(s, packet_id, &prev);
+    if (d && d->state == DLV_WAIT_PUBCOMP) {
+        inflight_remove(s, d, prev);
+        pump(s, now_ms);
+    }
+    return 0;
+}
+
+/* ---- incoming QoS 2 ids ----------------------------------------------- */
+
+bool session_rx_qos2_has(const struct session *s, uint16_t packet_id)
+{
+    for (uint32_t i = 0; i < s->rx_qos2_count; i++)
+        if (s->rx_qos2[i] == packet_id)
+            return true;
+    return false;
+}
+
+int session_rx_qos2_add(struct session *s, uint16_t packet_id)
+{
+    if (s->rx_qos2_count == s->rx_qos2_cap) {
+        uint32_t cap = s->rx_qos2_cap ? s->rx_qos2_cap * 2 : 4;
+        uint16_t *v = mem_realloc(&s->acct, s->rx_qos2, s->rx_qos2_cap * sizeof(*v),
+                                  cap * sizeof(*v));
+        if (!v)
+            return -ERR_NOMEM;
+        s->rx_qos2 = v;
+        s->rx_qos2_cap = cap;
+    }
+    s->rx_qos2[s->rx_qos2_count++] = packet_id;
+    return 0;
+}
+
+bool session_rx_qos2_remove(struct session *s, uint16_t packet_id)
+{
+    for (uint32_t i = 0; i < s->rx_qos2_count; i++) {
+        if (s->rx_qos2[i] == packet_id) {
+            s->rx_qos2[i] = s->rx_qos2[--s->rx_qos2_count];
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ---- subscriptions ---------------------------------------------------- */
+
+struct subscription *session_find_sub(const struct session *s, const uint8_t *filter, size_t len)
+{
+    for (uint32_t i = 0; i < s->nsubs; i++) {
+        struct subscription *sub = s->subs[i];
+        if (sub->filter_len == len && memcmp(sub->filter, filter, len) == 0)
+            return sub;
+    }
+    return NULL;
+}
+
+int session_add_sub(struct session *s, struct subscription *sub)
+{
+    if (s->nsubs == s->subs_cap) {
+        uint32_t cap = s->subs_cap ? s->subs_cap * 2 : 2;
+        struct subscription **v = mem_realloc(NULL, s->subs, s->subs_cap * sizeof(*v),
+                                              cap * sizeof(*v));
+        if (!v)
+            return -ERR_NOMEM;
+        s->subs = v;
+        s->subs_cap = cap;
+    }
+    s->subs[s->nsubs++] = sub;
+    return 0;
+}
+
+void session_remove_sub(struct session *s, struct subscription *sub)
+{
+    for (uint32_t i = 0; i < s->nsubs; i++) {
+        if (s->subs[i] == sub) {
+            s->subs[i] = s->subs[--s->nsubs];
+            break;
+        }
+    }
+    topic_tree_remove(s->core->subs, sub);
+}
