@@ -42,11 +42,6 @@ struct client {
 #define PACKET_OVERHEAD_MAX (5 + 2 + 65535 + 2 + 4 + 65536)
 #define PROTOCOL_MAX_PACKET (268435455u + 5u)
 
-static const char *version_name(uint8_t v)
-{
-    return v == MQTT_V5 ? "5" : v == MQTT_V311 ? "3.1.1" : "3.1";
-}
-
 struct client *client_new(struct core *core, void *conn, const char *peer, uint64_t now_ms)
 {
     (void)now_ms;
@@ -248,11 +243,12 @@ static int on_connect(struct client *c, const struct mqtt_packet *p, uint64_t no
 
     uint16_t keepalive = cp->keepalive;
     bool server_keepalive = false;
-    if (keepalive > cfg->max_keepalive) {
-        /* v5 clients are told the lower value; older ones cannot be, and
-         * mosquitto refuses them as "identifier rejected". */
-        if (c->version != MQTT_V5)
-            return refuse_connect(c, -ERR_CLIENT_ID_INVALID);
+    /* max_keepalive only applies to MQTT 5 clients, which are told the
+     * value to use in Server Keep Alive (also when they asked for none);
+     * 3.1/3.1.1 have no way to be told, so they keep theirs, as in
+     * mosquitto 2.0 (mosquitto.conf(5)). */
+    if (c->version == MQTT_V5 && cfg->max_keepalive &&
+        (keepalive > cfg->max_keepalive || keepalive == 0)) {
         keepalive = cfg->max_keepalive;
         server_keepalive = true;
     }

@@ -2,7 +2,8 @@
  *
  * Syntax as mosquitto.conf(5): one "key value..." per line, '#' starts a
  * comment line, blank lines ignored, keys are case-sensitive. Unknown keys
- * and bad values stop start-up with "file:line: reason". */
+ * and bad values stop start-up with "file:line: reason". docs/configuration.md
+ * lists every key; config.c has one table row per key. */
 #ifndef LOOPBOT_BROKER_CONFIG_H
 #define LOOPBOT_BROKER_CONFIG_H
 
@@ -37,7 +38,15 @@ struct listener_config {
     char *bind_address; /* NULL = all addresses (IPv4 and IPv6) */
     uint16_t port;
     uint32_t max_connections; /* 0 = unlimited */
-    int line;            /* where it was defined, for messages */
+    int line;            /* where it was defined, for messages; 0 = not from a file */
+};
+
+/* Something the operator should hear about that does not stop start-up (a
+ * deprecated key, a setting that has no effect), as "file:line: text". The
+ * broker logs each one at warning level once loading has succeeded. */
+struct config_warning {
+    struct config_warning *next;
+    char *text;
 };
 
 struct config {
@@ -55,17 +64,41 @@ struct config {
     char *log_file;               /* with LOG_D_FILE */
     uint32_t log_type;            /* LOG_T_* */
     bool log_timestamp;
+    struct config_warning *warnings; /* in file order */
 };
 
-/* Built-in defaults: no listeners (the caller adds the default one),
- * anonymous allowed only for the built-in local-only listener. */
+/* mosquitto 2.0's defaults: no listeners, allow_anonymous false (not set),
+ * max_connections 0, max_inflight_messages 20, max_queued_messages 1000,
+ * max_queued_bytes 0, message_size_limit 0, max_keepalive 65535,
+ * persistent_client_expiration -1, log_dest stderr, log_type
+ * error|warning|notice|information, log_timestamp true.
+ *
+ * Listeners. A `listener` line appends one. The deprecated `port` and
+ * `bind_address`, and a `max_connections` other than -1 given before any
+ * `listener` line, make mosquitto's "default listener": it is appended after
+ * all `listener` lines (as mosquitto 2.0 does) with port 1883 unless `port`
+ * said otherwise, all addresses unless `bind_address` said otherwise, and
+ * max_connections from the value given before any listener.
+ *
+ * Local-only mode: when loading leaves c->listeners NULL (no file, or a file
+ * without listeners), the broker does as mosquitto 2.0 does: it listens on
+ * 127.0.0.1 and ::1 port 1883 with c->max_connections, and allows anonymous
+ * clients whatever allow_anonymous says. Once any listener is configured,
+ * anonymous clients are allowed only if the file says `allow_anonymous true`
+ * (allow_anonymous_set tells whether the file said anything). */
 void config_init(struct config *c);
+/* Frees everything c owns and leaves it as config_init did. Safe after a
+ * failed load, and on a config that config_init prepared and nothing else. */
 void config_free(struct config *c);
 
-/* Reads path into c (which config_init prepared). On error returns
- * -ERR_CONFIG with "file:line: reason" in err. */
+/* Reads path into c (which config_init prepared, possibly loaded before).
+ * The whole file is parsed before c is touched: on error c is left as it
+ * was. Returns 0, -ERR_CONFIG with "file:line: reason" (or "file: cannot
+ * open: reason") in err, or -ERR_NOMEM. Warnings are appended to
+ * c->warnings. err may be NULL. */
 int config_load_file(struct config *c, const char *path, char *err, size_t errlen);
-/* The same for text held in memory; `name` stands for the file in messages. */
+/* The same for text held in memory (need not be NUL-terminated); `name`
+ * stands for the file in messages. */
 int config_load_string(struct config *c, const char *name, const char *text, size_t len, char *err,
                        size_t errlen);
 

@@ -56,4 +56,45 @@ void topic_tree_match(struct topic_tree *t, const uint8_t *topic, size_t len, to
 size_t topic_tree_count(const struct topic_tree *t); /* subscriptions */
 size_t topic_tree_memory(const struct topic_tree *t); /* bytes held */
 
+/* Internal to topic_tree.c and retain.c, which are both trees of topic
+ * levels: a node's parent and its literal children. Every node type starts
+ * with this header and keeps its level bytes key_off bytes from its start.
+ * Children are held three ways so a chain node costs nothing extra and a
+ * level with 20,000 device ids is still one probe: one inline pointer (up to
+ * 1 child), a dense array scanned linearly (2..8), or an open-addressing hash
+ * table of 1 << kids_log2 slots (load at most 3/4). */
+struct topic__level {
+    struct topic__level *parent;
+    union {
+        struct topic__level *one;    /* kids_cap == 0 && kids_log2 == 0 */
+        struct topic__level **slots; /* array of kids_cap, or hash table */
+    } kids;
+    uint32_t nkids;
+    uint16_t len;      /* of this node's level */
+    uint8_t kids_cap;  /* array mode: 0 (inline), 2, 4 or 8 */
+    uint8_t kids_log2; /* hash mode when nonzero */
+};
+
+/* *bytes is the owning tree's byte count, kept exact as tables change. */
+struct topic__level *topic__kid_find(const struct topic__level *n, size_t key_off,
+                                     const uint8_t *key, size_t len);
+/* Returns 0 or -ERR_NOMEM (n unchanged). Sets kid->parent. */
+int topic__kid_add(struct topic__level *n, size_t key_off, struct topic__level *kid,
+                   size_t *bytes);
+/* Never fails: when a smaller table cannot be had, the larger one is kept. */
+void topic__kid_del(struct topic__level *n, size_t key_off, struct topic__level *kid,
+                    size_t *bytes);
+/* The child after prev (the first when prev is NULL), NULL at the end.
+ * Order is arbitrary but stable while n is not changed. */
+struct topic__level *topic__kid_next(const struct topic__level *n, size_t key_off,
+                                     const struct topic__level *prev);
+/* For freeing a whole tree: slots are 0..topic__kid_slots(n) - 1, some NULL. */
+size_t topic__kid_slots(const struct topic__level *n);
+struct topic__level *topic__kid_at(const struct topic__level *n, size_t i);
+void topic__kids_release(struct topic__level *n, size_t *bytes);
+/* Where the level starting at s ends ('/' or len), and where the level ending
+ * at e starts. */
+size_t topic__level_end(const uint8_t *s, size_t len, size_t start);
+size_t topic__level_start(const uint8_t *s, size_t end);
+
 #endif

@@ -92,7 +92,23 @@ enum mqtt_prop_id {
  * sub_id_count <= 1; sub_ids[0..sub_id_count) otherwise), then every User
  * Property entry found in `raw` is copied in order, then `verbatim` is
  * appended unchanged (an already-encoded property block, e.g. the part of a
- * stored message that is forwarded as is). */
+ * stored message that is forwarded as is).
+ *
+ * Codec notes (readings chosen where the above leaves a choice):
+ *  - Decoding sets the MQTT_PROP_SUBSCRIPTION_ID bit when at least one was
+ *    seen; it never sets the MQTT_PROP_USER_PROPERTY bit (use user_count),
+ *    and encoding ignores that bit.
+ *  - Encoding several sub ids with sub_ids == NULL (a decoded block being
+ *    re-encoded) copies the Subscription Identifier entries of `raw`.
+ *  - Subscription identifiers may repeat in any decoded PUBLISH: the decoder
+ *    cannot tell the direction, so the broker must refuse sub_id_count > 0
+ *    in a PUBLISH from a client [MQTT-3.3.4-6].
+ *  - mqtt_encode refuses (-ERR_INVALID) a present bit the packet type does
+ *    not allow [MQTT 5.0 2.2.2.2]; mqtt_props_encode has no packet type and
+ *    does not check. Neither checks `verbatim`.
+ *  - A count that does not fit its uint16_t field (over 65,535 user
+ *    properties, sub ids, filters or reason codes) fails decoding with
+ *    -ERR_PACKET_TOO_LARGE. */
 struct mqtt_props {
     uint64_t present;
     uint8_t payload_format;
@@ -128,6 +144,9 @@ struct mqtt_props {
     struct mqtt_bytes verbatim;
 };
 
+/* version: decoded from the protocol level with its top bit (mosquitto's
+ * bridge marker, 0x83/0x84) removed. mqtt_encode writes the version it is
+ * given and does not read this field. */
 struct mqtt_connect {
     uint8_t version; /* enum mqtt_version */
     bool clean_start;
@@ -180,7 +199,9 @@ struct mqtt_ack {
 /* SUBSCRIBE and UNSUBSCRIBE: `entries` is the payload; walk it with
  * mqtt_subscribe_next() / mqtt_unsubscribe_next(). The decoder has already
  * checked every entry (UTF-8, options reserved bits), so walking cannot fail.
- * For encoding, fill filters[] (and options[] for SUBSCRIBE) instead. */
+ * For encoding, fill filters[] (and options[] for SUBSCRIBE; NULL means
+ * all 0) instead; with filters == NULL the encoder copies the decoded
+ * `entries`. Before 5.0 only the QoS bits of the options are written. */
 struct mqtt_subscribe {
     uint16_t packet_id;
     uint16_t count;
@@ -228,7 +249,8 @@ int mqtt_scan(const uint8_t *buf, size_t len, uint32_t max_size);
 
 /* Decode one whole packet (as delimited by mqtt_scan). `version` is the
  * connection's protocol version; it is ignored for CONNECT, whose version is
- * read from the packet. Returns 0 or a negative error naming the rule
+ * read from the packet, and any value other than 3, 4 or 5 (no CONNECT
+ * yet) decodes by 3.1.1 rules. Returns 0 or a negative error naming the rule
  * broken. Views in *out point into pkt. */
 int mqtt_decode(const uint8_t *pkt, size_t len, uint8_t version, struct mqtt_packet *out);
 

@@ -1,0 +1,792 @@
+/* Connections: framing input, flushing output, backpressure, keepalive and
+ * deferred closing, around the lead's struct client (which does no I/O).
+ *
+ * Lifetime rule: a struct conn is freed only by finalize(), which runs only
+ * from the deferred pass (or conn_set_free). Everything else, including the
+ * core_io callbacks, only marks and lists, so a conn pointer held by a
+ * callback on the stack is always valid until that callback returns. */
+#include "broker/conn.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "broker/client.h"
+#include "broker/core.h"
+#include "broker/listener.h"
+#include "broker/log.h"
+#include "broker/mem.h"
+#include "broker/outq.h"
+#include "mqtt/error.h"
+#include "mqtt/packet.h"
+#include "platform/platform.h"
+
+/* ---- intrusive lists ---- */
+
+struct dlink {
+    struct dlink *prev, *next; /* next == NULL: not on a list */
+};
+
+#define CONN_OF(ptr, member) ((struct conn *)(void *)((char *)(ptr) - offsetof(struct conn, member)))
+
+static void dl_init(struct dlink *h)
+{
+    h->prev = h->next = h;
+}
+
+static bool dl_empty(const struct dlink *h)
+{
+    return h->next == h;
+}
+
+static void dl_push(struct dlink *h, struct dlink *n)
+{
+    if (n->next)
+        return;
+    n->prev = h->prev;
+    n->next = h;
+    h->prev->next = n;
+    h->prev = n;
+}
+
+static void dl_del(struct dlink *n)
+{
+    if (!n->next)
+        return;
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->next = n->prev = NULL;
+}
+
+/* Moves every node of from to the empty list to. */
+static void dl_take(struct dlink *from, struct dlink *to)
+{
+    dl_init(to);
+    if (dl_empty(from))
+        return;
+    to->next = from->next;
+    to->prev = from->prev;
+    to->next->prev = to;
+    to->prev->next = to;
+    dl_init(from);
+}
+
+static struct dlink *dl_pop(struct dlink *h)
+{
+    if (dl_empty(h))
+        return NULL;
+    struct dlink *n = h->next;
+    dl_del(n);
+    return n;
+}
+
+/* ---- state ---- */
+
+enum { TM_CONNECT, TM_KEEPALIVE, TM_LINGER };
+enum { FLUSH_DONE, FLUSH_MORE, FLUSH_BLOCKED, FLUSH_ERROR };
+
+struct conn {
+    struct conn_set *cs;
+    struct client *client;
+    struct listener *lst;
+    const struct conn_transport *tp;
+    struct loop_io *io;
+    struct loop_timer *timer; /* connect timeout, then keepalive, then linger */
+    struct mem_account acct;  /* this connection's own buffers */
+    int fd;
+    int close_err;
+    uint8_t timer_mode;
+    bool closing;     /* close requested: no more input */
+    bool clean;       /* the client sent DISCONNECT: no will */
+    bool io_dead;     /* the socket failed: do not write */
+    bool dead;        /* finalize running: ignore core_io calls */
+    bool paused;      /* out-queue over the high watermark */
+    bool backlog;     /* pb holds a whole packet (budget or pause stopped us) */
+    bool read_again;  /* the transport holds input (TLS) */
+    bool write_armed; /* EV_WRITE armed: the kernel pushed back */
+    bool lingering;   /* closing, waiting for the kernel to take the rest */
+    uint64_t packets; /* whole packets handed to the client */
+    /* Unprocessed input: a half-read packet, or what a budget left. */
+    uint8_t *pb;
+    size_t pb_len, pb_cap;
+    size_t pb_total; /* the half-read packet's size once its header is in; 0 = unknown */
+    struct dlink all, pend, rep, cls;
+};
+
+struct conn_set {
+    struct loop *loop;
+    struct core *core;
+    struct loop_defer *defer;
+    uint8_t *rbuf; /* the one read buffer, CONN_READ_BUFFER bytes */
+    struct dlink all;
+    struct dlink pend; /* output to flush this turn */
+    struct dlink rep;  /* input left in user space to process this turn */
+    struct dlink cls;  /* to flush and close this turn */
+    struct conn_stats stats;
+    bool shutting_down;
+    bool hard; /* conn_set_free: close without flushing */
+    loop_fn on_empty;
+    void *on_empty_arg;
+};
+
+static void close_conn(struct conn *cn, int err);
+static void on_defer(void *arg);
+
+/* ---- the TCP transport ---- */
+
+static ssize_t tcp_read(struct conn *cn, void *buf, size_t len)
+{
+    return platform_sock_read(cn->fd, buf, len);
+}
+
+static ssize_t tcp_writev(struct conn *cn, const struct iovec *iov, int iovcnt)
+{
+    return platform_sock_writev(cn->fd, iov, iovcnt);
+}
+
+static size_t tcp_pending(struct conn *cn)
+{
+    return 0;
+}
+
+static void tcp_close(struct conn *cn, void *scratch, size_t scratch_len)
+{
+    platform_sock_close(cn->fd, scratch, scratch_len);
+}
+
+const struct conn_transport conn_tcp = {
+    .name = "tcp",
+    .read = tcp_read,
+    .writev = tcp_writev,
+    .pending = tcp_pending,
+    .close = tcp_close,
+};
+
+int conn_fd(const struct conn *cn)
+{
+    return cn->fd;
+}
+
+/* ---- helpers ---- */
+
+static uint64_t now_ms(const struct conn *cn)
+{
+    return loop_now_ms(cn->cs->loop);
+}
+
+static void schedule(struct conn_set *cs)
+{
+    loop_defer_schedule(cs->defer);
+}
+
+static void update_interest(struct conn *cn)
+{
+    unsigned ev = 0;
+    if (!cn->closing && !cn->paused && !cn->backlog)
+        ev |= LOOP_READ;
+    if (cn->write_armed && !cn->io_dead)
+        ev |= LOOP_WRITE;
+    if (loop_io_set(cn->io, ev) < 0 && !cn->closing) {
+        cn->io_dead = true;
+        close_conn(cn, -ERR_IO);
+    }
+}
+
+static struct outq *outq_of(const struct conn *cn)
+{
+    return client_outq(cn->client);
+}
+
+static void pb_release(struct conn *cn)
+{
+    mem_free(&cn->acct, cn->pb, cn->pb_cap);
+    cn->pb = NULL;
+    cn->pb_len = cn->pb_cap = cn->pb_total = 0;
+}
+
+/* Room for need bytes, growing geometrically but never past a known
+ * packet size: a peer announcing 256 MB gets memory as its bytes arrive. */
+static int pb_reserve(struct conn *cn, size_t need)
+{
+    if (need <= cn->pb_cap)
+        return 0;
+    size_t cap = cn->pb_cap ? cn->pb_cap * 2 : 512;
+    if (cap < need)
+        cap = need;
+    if (cn->pb_total && cap > cn->pb_total)
+        cap = cn->pb_total > need ? cn->pb_total : need;
+    uint8_t *p = mem_realloc(&cn->acct, cn->pb, cn->pb_cap, cap);
+    if (!p)
+        return -ERR_NOMEM;
+    cn->pb = p;
+    cn->pb_cap = cap;
+    return 0;
+}
+
+static int pb_append(struct conn *cn, const uint8_t *data, size_t len)
+{
+    int rc = pb_reserve(cn, cn->pb_len + len);
+    if (rc < 0)
+        return rc;
+    memcpy(cn->pb + cn->pb_len, data, len);
+    cn->pb_len += len;
+    return 0;
+}
+
+/* The packet size announced by a fixed header that mqtt_scan accepted as
+ * "need more": 1 type byte, 1-4 length bytes. Returns false if the length
+ * field is not complete yet. */
+static bool header_total(const uint8_t *b, size_t len, size_t *total)
+{
+    uint32_t v = 0;
+    for (size_t i = 1; i < len && i < 5; i++) {
+        v |= (uint32_t)(b[i] & 0x7f) << (7 * (i - 1));
+        if (!(b[i] & 0x80)) {
+            *total = 1 + i + v;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ---- input ---- */
+
+static void check_backpressure(struct conn *cn)
+{
+    if (!cn->paused && outq_of(cn)->bytes >= CONN_HIGH_WATER) {
+        cn->paused = true;
+        cn->cs->stats.backpressure_pauses++;
+        log_printf(LOG_T_DEBUG, "Client %s: output over %u bytes, not reading until it drains.",
+                   client_name(cn->client), CONN_HIGH_WATER);
+    }
+}
+
+static void dispatch(struct conn *cn, const uint8_t *pkt, size_t len)
+{
+    int rc = client_on_packet(cn->client, pkt, len, now_ms(cn));
+    cn->packets++;
+    if (rc < 0) {
+        /* -ERR_PEER_CLOSED from the client means a clean DISCONNECT. */
+        if (rc == -ERR_PEER_CLOSED && !cn->closing)
+            cn->clean = true;
+        close_conn(cn, rc);
+        return;
+    }
+    check_backpressure(cn);
+}
+
+static void framing_error(struct conn *cn, int err)
+{
+    cn->cs->stats.framing_errors++;
+    log_printf(LOG_T_NOTICE, "Client %s sent a bad packet: %s", client_name(cn->client),
+               mqtt_err_message(err));
+    client_disconnect(cn->client, err, now_ms(cn));
+    close_conn(cn, err);
+}
+
+/* Hands whole packets in data to the client until the budget, a pause or a
+ * close stops it. Returns the bytes consumed. */
+static size_t run_packets(struct conn *cn, const uint8_t *data, size_t len, int *budget)
+{
+    size_t off = 0;
+    while (off < len && *budget > 0 && !cn->closing && !cn->paused) {
+        int r = mqtt_scan(data + off, len - off, client_max_packet_in(cn->client));
+        if (r == 0)
+            break;
+        if (r < 0) {
+            framing_error(cn, r);
+            break;
+        }
+        (*budget)--;
+        dispatch(cn, data + off, (size_t)r);
+        off += (size_t)r;
+    }
+    return off;
+}
+
+/* Moves bytes from data into the half-read packet in pb. Returns bytes
+ * taken or a negative error (framing, or -ERR_NOMEM). */
+static int partial_fill(struct conn *cn, const uint8_t *data, size_t len)
+{
+    uint32_t max = client_max_packet_in(cn->client);
+    if (!cn->pb_total) {
+        /* The header may straddle pb and data: look at 5 bytes of both. */
+        uint8_t hdr[5];
+        size_t h = cn->pb_len < 5 ? cn->pb_len : 5;
+        memcpy(hdr, cn->pb, h);
+        size_t add = 5 - h < len ? 5 - h : len;
+        memcpy(hdr + h, data, add);
+        h += add;
+        int r = mqtt_scan(hdr, h, max);
+        if (r < 0)
+            return r;
+        size_t total;
+        if (r > 0)
+            total = (size_t)r;
+        else if (!header_total(hdr, h, &total)) {
+            int rc = pb_append(cn, data, len); /* still less than a header */
+            return rc < 0 ? rc : (int)len;
+        }
+        cn->pb_total = total;
+    }
+    size_t need = cn->pb_total - cn->pb_len;
+    size_t take = need < len ? need : len;
+    int rc = pb_append(cn, data, take);
+    return rc < 0 ? rc : (int)take;
+}
+
+/* pb holds unprocessed input from its start: decide whether a whole packet
+ * waits (process it in the deferred pass) or only a half-read one (read
+ * more). */
+static void settle(struct conn *cn)
+{
+    cn->pb_total = 0;
+    cn->backlog = false;
+    if (cn->pb_len && mqtt_scan(cn->pb, cn->pb_len, client_max_packet_in(cn->client)) != 0)
+        cn->backlog = true; /* a whole packet, or an error to report, in order */
+    if (cn->backlog && !cn->paused) {
+        dl_push(&cn->cs->rep, &cn->rep);
+        schedule(cn->cs);
+    }
+    update_interest(cn);
+}
+
+/* Input arrived (from the shared buffer): finish a half-read packet, hand
+ * every whole packet over in place, keep only what is left. */
+static void feed(struct conn *cn, const uint8_t *data, size_t len)
+{
+    int budget = CONN_PACKETS_PER_EVENT;
+    if (cn->pb_len) {
+        int r = partial_fill(cn, data, len);
+        if (r < 0) {
+            if (r == -ERR_NOMEM)
+                close_conn(cn, r);
+            else
+                framing_error(cn, r);
+            return;
+        }
+        data += r;
+        len -= (size_t)r;
+        if (!cn->pb_total || cn->pb_len < cn->pb_total)
+            return; /* all of data went into the half-read packet */
+        budget--;
+        dispatch(cn, cn->pb, cn->pb_total);
+        pb_release(cn);
+        if (cn->closing)
+            return;
+    }
+    size_t used = run_packets(cn, data, len, &budget);
+    if (cn->closing || used == len)
+        return;
+    if (budget == 0)
+        cn->cs->stats.read_yields++;
+    if (pb_append(cn, data + used, len - used) < 0) {
+        close_conn(cn, -ERR_NOMEM);
+        return;
+    }
+    settle(cn);
+}
+
+/* After input: the first packets move a connection from the connect
+ * timeout to its keepalive; every packet moves the keepalive deadline. */
+static void after_input(struct conn *cn, uint64_t packets_before)
+{
+    if (cn->closing || cn->packets == packets_before)
+        return;
+    if (cn->timer_mode == TM_CONNECT) {
+        if (!client_connected(cn->client))
+            return; /* a slow CONNECT does not extend the connect timeout */
+        cn->timer_mode = TM_KEEPALIVE;
+    }
+    uint32_t ka = client_keepalive_ms(cn->client);
+    if (ka)
+        loop_timer_start(cn->timer, ka, false);
+    else
+        loop_timer_stop(cn->timer);
+}
+
+static void on_readable(struct conn *cn)
+{
+    struct conn_set *cs = cn->cs;
+    ssize_t n = cn->tp->read(cn, cs->rbuf, CONN_READ_BUFFER);
+    if (n == -EAGAIN)
+        return;
+    if (n <= 0) {
+        if (n < 0)
+            cn->io_dead = true;
+        close_conn(cn, n == 0 || n == -ECONNRESET ? -ERR_PEER_CLOSED : -ERR_IO);
+        return;
+    }
+    core_stats(cs->core)->bytes_received += (uint64_t)n;
+    uint64_t before = cn->packets;
+    feed(cn, cs->rbuf, (size_t)n);
+    after_input(cn, before);
+    if (!cn->closing && cn->tp->pending(cn)) {
+        cn->read_again = true;
+        dl_push(&cs->rep, &cn->rep);
+        schedule(cs);
+    }
+}
+
+/* Deferred pass: input a budget or a pause left in pb, or in the transport. */
+static void reprocess(struct conn *cn)
+{
+    if (cn->closing || cn->paused)
+        return; /* maybe_resume lists it again */
+    uint64_t before = cn->packets;
+    if (cn->backlog) {
+        int budget = CONN_PACKETS_PER_EVENT;
+        size_t used = run_packets(cn, cn->pb, cn->pb_len, &budget);
+        if (cn->closing)
+            return;
+        if (used == cn->pb_len) {
+            pb_release(cn);
+        } else if (used) {
+            memmove(cn->pb, cn->pb + used, cn->pb_len - used);
+            cn->pb_len -= used;
+        }
+        after_input(cn, before);
+        settle(cn);
+    } else if (cn->read_again) {
+        cn->read_again = false;
+        on_readable(cn);
+    }
+}
+
+/* ---- output ---- */
+
+static int flush(struct conn *cn, size_t budget)
+{
+    struct outq *q = outq_of(cn);
+    struct core_stats *st = core_stats(cn->cs->core);
+    while (q->bytes) {
+        if (budget == 0)
+            return FLUSH_MORE;
+        struct iovec iov[CONN_IOV_MAX];
+        int n = outq_iov(q, iov, CONN_IOV_MAX, budget);
+        size_t want = 0;
+        for (int i = 0; i < n; i++)
+            want += iov[i].iov_len;
+        ssize_t w = cn->tp->writev(cn, iov, n);
+        if (w == -EAGAIN)
+            return FLUSH_BLOCKED;
+        if (w < 0) {
+            cn->io_dead = true;
+            return FLUSH_ERROR;
+        }
+        outq_consume(q, (size_t)w);
+        st->bytes_sent += (uint64_t)w;
+        budget -= (size_t)w;
+        if ((size_t)w < want)
+            return FLUSH_BLOCKED;
+    }
+    return FLUSH_DONE;
+}
+
+static void maybe_resume(struct conn *cn)
+{
+    if (!cn->paused || outq_of(cn)->bytes >= CONN_LOW_WATER)
+        return;
+    cn->paused = false;
+    if (cn->backlog && !cn->closing) {
+        dl_push(&cn->cs->rep, &cn->rep);
+        schedule(cn->cs);
+    }
+}
+
+static void after_flush(struct conn *cn, int r)
+{
+    struct conn_set *cs = cn->cs;
+    if (cn->closing) {
+        if (r == FLUSH_DONE || r == FLUSH_ERROR || !cn->lingering) {
+            /* finished, failed, or not yet lingering: the close pass decides */
+            dl_push(&cs->cls, &cn->cls);
+            schedule(cs);
+        }
+        return;
+    }
+    switch (r) {
+    case FLUSH_DONE:
+        cn->write_armed = false;
+        break;
+    case FLUSH_MORE:
+        /* The kernel took everything the budget allowed: go on next turn,
+         * from the write event if armed, else from the pending list. */
+        if (!cn->write_armed) {
+            dl_push(&cs->pend, &cn->pend);
+            schedule(cs);
+        }
+        break;
+    case FLUSH_BLOCKED:
+        if (!cn->write_armed)
+            cs->stats.write_pushbacks++;
+        cn->write_armed = true;
+        break;
+    default:
+        close_conn(cn, -ERR_IO);
+        return;
+    }
+    maybe_resume(cn);
+    update_interest(cn);
+}
+
+static void on_writable(struct conn *cn)
+{
+    after_flush(cn, flush(cn, CONN_WRITE_BUDGET));
+}
+
+void conn_wants_write(void *ctx, void *conn)
+{
+    struct conn *cn = conn;
+    (void)ctx;
+    if (cn->dead || cn->io_dead || cn->write_armed)
+        return; /* the write event will take it */
+    dl_push(&cn->cs->pend, &cn->pend);
+    schedule(cn->cs);
+}
+
+/* ---- closing ---- */
+
+static void close_conn(struct conn *cn, int err)
+{
+    if (cn->closing || cn->dead)
+        return;
+    cn->closing = true;
+    cn->close_err = err;
+    loop_timer_stop(cn->timer);
+    dl_del(&cn->rep);
+    dl_push(&cn->cs->cls, &cn->cls);
+    schedule(cn->cs);
+    update_interest(cn);
+}
+
+void conn_close(void *ctx, void *conn, int err)
+{
+    (void)ctx;
+    close_conn(conn, err);
+}
+
+static void finalize(struct conn *cn)
+{
+    struct conn_set *cs = cn->cs;
+    cn->dead = true;
+    dl_del(&cn->pend);
+    dl_del(&cn->rep);
+    dl_del(&cn->cls);
+    dl_del(&cn->all);
+    loop_io_remove(cn->io);
+    loop_timer_free(cn->timer);
+    cn->tp->close(cn, cs->rbuf, CONN_READ_BUFFER);
+    int err = cn->clean ? 0 : cn->close_err;
+    log_printf(LOG_T_DEBUG, "Connection of %s closed: %s.", client_name(cn->client),
+               err ? mqtt_err_message(err) : "DISCONNECT");
+    /* May publish a will, so may list other connections: never this one
+     * (dead). */
+    client_free(cn->client, err, loop_now_ms(cs->loop));
+    listener_conn_closed(cn->lst);
+    pb_release(cn);
+    mem_free(NULL, cn, sizeof(*cn));
+    cs->stats.closed++;
+    cs->stats.current--;
+    if (cs->shutting_down && cs->stats.current == 0 && cs->on_empty) {
+        loop_fn fn = cs->on_empty;
+        cs->on_empty = NULL;
+        fn(cs->on_empty_arg);
+    }
+}
+
+static void on_timer(void *arg)
+{
+    struct conn *cn = arg;
+    struct conn_set *cs = cn->cs;
+    switch (cn->timer_mode) {
+    case TM_CONNECT:
+        cs->stats.connect_timeouts++;
+        log_printf(LOG_T_NOTICE, "Client %s sent no CONNECT in %u s, closing.",
+                   client_name(cn->client), CONN_CONNECT_TIMEOUT_MS / 1000);
+        client_disconnect(cn->client, -ERR_CONNECT_TIMEOUT, now_ms(cn));
+        close_conn(cn, -ERR_CONNECT_TIMEOUT);
+        break;
+    case TM_KEEPALIVE:
+        /* Not reading a client because of its own output backlog must not
+         * kill it: if it sent anything meanwhile, it is alive. */
+        if (cn->backlog || (cn->paused && platform_sock_pending(cn->fd) > 0)) {
+            loop_timer_start(cn->timer, client_keepalive_ms(cn->client), false);
+            break;
+        }
+        cs->stats.keepalive_timeouts++;
+        log_printf(LOG_T_NOTICE, "Client %s has exceeded timeout, disconnecting.",
+                   client_name(cn->client));
+        client_disconnect(cn->client, -ERR_KEEPALIVE_TIMEOUT, now_ms(cn));
+        close_conn(cn, -ERR_KEEPALIVE_TIMEOUT);
+        break;
+    default: /* linger over: close with whatever is left unsent */
+        dl_push(&cs->cls, &cn->cls);
+        schedule(cs);
+        break;
+    }
+}
+
+/* The close pass for one connection: flush what the kernel takes now; if
+ * it pushes back, linger up to CONN_LINGER_MS on write events; then close. */
+static void close_step(struct conn *cn)
+{
+    if (!cn->lingering && !cn->io_dead && !cn->cs->hard) {
+        int r = flush(cn, CONN_WRITE_BUDGET);
+        if (r == FLUSH_BLOCKED || r == FLUSH_MORE) {
+            cn->lingering = true;
+            cn->write_armed = true;
+            cn->timer_mode = TM_LINGER;
+            loop_timer_start(cn->timer, CONN_LINGER_MS, false);
+            update_interest(cn);
+            return;
+        }
+    }
+    finalize(cn);
+}
+
+static void on_io(void *arg, unsigned events)
+{
+    struct conn *cn = arg;
+    if (events & LOOP_WRITE)
+        on_writable(cn);
+    if ((events & LOOP_READ) && !cn->closing && !cn->paused && !cn->backlog)
+        on_readable(cn);
+}
+
+/* Once per loop turn: input left over, then output, then closes. */
+static void on_defer(void *arg)
+{
+    struct conn_set *cs = arg;
+    struct dlink work;
+    struct dlink *n;
+
+    dl_take(&cs->rep, &work);
+    while ((n = dl_pop(&work)))
+        reprocess(CONN_OF(n, rep));
+
+    dl_take(&cs->pend, &work);
+    while ((n = dl_pop(&work))) {
+        struct conn *cn = CONN_OF(n, pend);
+        if (!cn->write_armed && !cn->io_dead)
+            after_flush(cn, flush(cn, CONN_WRITE_BUDGET));
+    }
+
+    dl_take(&cs->cls, &work);
+    while ((n = dl_pop(&work)))
+        close_step(CONN_OF(n, cls));
+
+    if (!dl_empty(&cs->rep) || !dl_empty(&cs->pend) || !dl_empty(&cs->cls))
+        schedule(cs);
+}
+
+/* ---- the set ---- */
+
+struct conn_set *conn_set_new(struct loop *loop)
+{
+    struct conn_set *cs = mem_calloc(NULL, sizeof(*cs));
+    if (!cs)
+        return NULL;
+    cs->loop = loop;
+    dl_init(&cs->all);
+    dl_init(&cs->pend);
+    dl_init(&cs->rep);
+    dl_init(&cs->cls);
+    cs->rbuf = mem_alloc(NULL, CONN_READ_BUFFER);
+    cs->defer = loop_defer_new(loop, "conn", on_defer, cs);
+    if (!cs->rbuf || !cs->defer) {
+        conn_set_free(cs);
+        return NULL;
+    }
+    return cs;
+}
+
+void conn_set_free(struct conn_set *cs)
+{
+    if (!cs)
+        return;
+    cs->hard = true;
+    cs->on_empty = NULL;
+    struct dlink *n;
+    while ((n = dl_pop(&cs->all))) {
+        struct conn *cn = CONN_OF(n, all);
+        if (!cn->closing) {
+            cn->closing = true;
+            cn->close_err = -ERR_SHUTTING_DOWN;
+        }
+        finalize(cn);
+    }
+    loop_defer_free(cs->defer);
+    mem_free(NULL, cs->rbuf, CONN_READ_BUFFER);
+    mem_free(NULL, cs, sizeof(*cs));
+}
+
+void conn_set_io(struct conn_set *cs, struct core_io *io)
+{
+    memset(io, 0, sizeof(*io));
+    io->ctx = cs;
+    io->wants_write = conn_wants_write;
+    io->close = conn_close;
+}
+
+void conn_set_core(struct conn_set *cs, struct core *core)
+{
+    cs->core = core;
+}
+
+int conn_accept(struct conn_set *cs, int fd, const char *peer, struct listener *lst)
+{
+    struct conn *cn = mem_calloc(NULL, sizeof(*cn));
+    if (!cn)
+        return -ERR_NOMEM;
+    cn->cs = cs;
+    cn->fd = fd;
+    cn->lst = lst;
+    cn->tp = &conn_tcp;
+    cn->io = loop_io_add(cs->loop, fd, "conn", on_io, cn);
+    cn->timer = loop_timer_new(cs->loop, "keepalive", on_timer, cn);
+    if (cn->io && cn->timer)
+        cn->client = client_new(cs->core, cn, peer, loop_now_ms(cs->loop));
+    if (!cn->client || loop_io_set(cn->io, LOOP_READ) < 0 ||
+        loop_timer_start(cn->timer, CONN_CONNECT_TIMEOUT_MS, false) < 0) {
+        client_free(cn->client, -ERR_NOMEM, loop_now_ms(cs->loop));
+        loop_io_remove(cn->io);
+        loop_timer_free(cn->timer);
+        mem_free(NULL, cn, sizeof(*cn));
+        return -ERR_NOMEM;
+    }
+    cn->timer_mode = TM_CONNECT;
+    dl_push(&cs->all, &cn->all);
+    cs->stats.accepted++;
+    cs->stats.current++;
+    return 0;
+}
+
+void conn_shutdown(struct conn_set *cs, int err, loop_fn on_empty, void *arg)
+{
+    cs->shutting_down = true;
+    cs->on_empty = on_empty;
+    cs->on_empty_arg = arg;
+    for (struct dlink *n = cs->all.next; n != &cs->all; n = n->next) {
+        struct conn *cn = CONN_OF(n, all);
+        if (cn->closing)
+            continue;
+        client_disconnect(cn->client, err, loop_now_ms(cs->loop));
+        close_conn(cn, err);
+    }
+    if (cs->stats.current == 0 && cs->on_empty) {
+        cs->on_empty = NULL;
+        on_empty(arg);
+    }
+}
+
+size_t conn_count(const struct conn_set *cs)
+{
+    return (size_t)cs->stats.current;
+}
+
+const struct conn_stats *conn_get_stats(const struct conn_set *cs)
+{
+    return &cs->stats;
+}

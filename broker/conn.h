@@ -1,0 +1,90 @@
+/* One struct conn per accepted socket: the I/O shell around a struct client.
+ *
+ * Input: one loop-wide 64 KiB read buffer; whole packets go to
+ * client_on_packet straight from it, and a connection owns a buffer only
+ * while it holds a half-read packet (or input it was told to leave for the
+ * next turn). Output: core_io.wants_write puts the connection on a pending
+ * list that the deferred pass flushes with one writev per connection; a
+ * write event is armed only when the kernel pushes back. A connection whose
+ * out-queue is over 1 MiB is not read until it drains below 256 KiB.
+ * Closing is always deferred: flush what can be flushed, close the socket,
+ * then client_free, from the deferred pass. */
+#ifndef LOOPBOT_BROKER_CONN_H
+#define LOOPBOT_BROKER_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "broker/loop.h"
+
+struct conn;
+struct conn_set;
+struct core;
+struct core_io;
+struct listener;
+
+/* Limits per connection and per loop event (see conn.c for the numbers). */
+#define CONN_READ_BUFFER 65536u
+#define CONN_PACKETS_PER_EVENT 64
+#define CONN_WRITE_BUDGET (256u * 1024u)
+#define CONN_IOV_MAX 64
+#define CONN_HIGH_WATER (1024u * 1024u)
+#define CONN_LOW_WATER (256u * 1024u)
+#define CONN_CONNECT_TIMEOUT_MS 10000u
+#define CONN_LINGER_MS 2000u
+
+/* A byte stream under a connection: TCP today, TLS and WebSocket later. */
+struct conn_transport {
+    const char *name;
+    /* Bytes read, 0 at end of stream, -errno (-EAGAIN: nothing now). */
+    ssize_t (*read)(struct conn *cn, void *buf, size_t len);
+    /* Bytes written, or -errno (-EAGAIN: the kernel pushed back). */
+    ssize_t (*writev)(struct conn *cn, const struct iovec *iov, int iovcnt);
+    /* Input the transport holds that will not wake the fd (decrypted TLS
+     * records): read again without waiting for the socket. */
+    size_t (*pending)(struct conn *cn);
+    void (*close)(struct conn *cn, void *scratch, size_t scratch_len);
+};
+
+extern const struct conn_transport conn_tcp;
+
+struct conn_stats {
+    uint64_t accepted;
+    uint64_t closed;
+    uint64_t current;
+    uint64_t read_yields;         /* a read stopped at its packet budget */
+    uint64_t backpressure_pauses; /* reading stopped: out-queue over 1 MiB */
+    uint64_t write_pushbacks;     /* the kernel pushed back: EV_WRITE armed */
+    uint64_t keepalive_timeouts;
+    uint64_t connect_timeouts;
+    uint64_t framing_errors;
+};
+
+struct conn_set *conn_set_new(struct loop *loop);
+/* Closes every connection left at once (no flushing) and frees the set. */
+void conn_set_free(struct conn_set *cs);
+/* The core_io that core_new needs (ctx is cs). */
+void conn_set_io(struct conn_set *cs, struct core_io *io);
+/* The core, once core_new has returned; before any conn_accept. */
+void conn_set_core(struct conn_set *cs, struct core *core);
+
+/* Takes over fd (non-blocking; peer like "1.2.3.4:5678"; lst may be NULL).
+ * Returns 0, or -ERR_NOMEM with fd left to the caller to close. */
+int conn_accept(struct conn_set *cs, int fd, const char *peer, struct listener *lst);
+/* Graceful stop: client_disconnect(err) for every connection, then flush
+ * and close each (a slow reader gets CONN_LINGER_MS). on_empty runs once
+ * the last connection is closed (at once if there are none). */
+void conn_shutdown(struct conn_set *cs, int err, loop_fn on_empty, void *arg);
+size_t conn_count(const struct conn_set *cs);
+const struct conn_stats *conn_get_stats(const struct conn_set *cs);
+
+/* The core_io callbacks (ctx is the conn_set, conn a struct conn *). */
+void conn_wants_write(void *ctx, void *conn);
+void conn_close(void *ctx, void *conn, int err);
+
+/* For transports. */
+int conn_fd(const struct conn *cn);
+
+#endif

@@ -1,0 +1,291 @@
+/* loopbot: the executable. Parses the command line like mosquitto, loads
+ * the config, opens the listeners and runs the one loop until a signal. */
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/config.h"
+#include "broker/conn.h"
+#include "broker/core.h"
+#include "broker/listener.h"
+#include "broker/log.h"
+#include "broker/loop.h"
+#include "broker/mem.h"
+#include "mqtt/error.h"
+#include "platform/platform.h"
+
+#ifndef LOOPBOT_VERSION
+#define LOOPBOT_VERSION "0.1.0"
+#endif
+
+#define DEFAULT_PORT 1883
+#define MAX_CLI_PORTS 16
+/* A graceful stop waits this long for clients to take their DISCONNECT. */
+#define SHUTDOWN_MAX_MS 2000
+#define TICK_MS 1000
+
+struct app {
+    struct config cfg;
+    struct loop *loop;
+    struct conn_set *cs;
+    struct core *core;
+    struct listener_set *ls;
+    struct loop_signal *sig[3];
+    struct loop_timer *tick;
+    struct loop_timer *stop_timer;
+    bool stopping;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "loopbot version %s\n\n"
+            "loopbot is an MQTT 5.0/3.1.1/3.1 broker.\n\n"
+            "Usage: loopbot [-c config_file] [-p port] [-v]\n"
+            "       loopbot [-h | --help] [--version]\n\n"
+            " -c : specify the broker config file.\n"
+            " -p : start the broker listening on the specified port.\n"
+            "      Not recommended in conjunction with the -c option.\n"
+            "      May be repeated. Without a listener in the config file, the\n"
+            "      port is opened on 127.0.0.1 and ::1 only (local only mode).\n"
+            " -v : verbose mode - enable all logging types. This overrides\n"
+            "      any logging options given in the config file.\n"
+            " -h, --help : display this help.\n"
+            " --version : display the version and exit.\n\n"
+            "See docs/operations.md for signals, logging and loop statistics.\n",
+            LOOPBOT_VERSION);
+}
+
+static int parse_port(const char *s, uint16_t *port)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *s == '\0' || *end != '\0' || v < 1 || v > 65535)
+        return -ERR_INVALID;
+    *port = (uint16_t)v;
+    return 0;
+}
+
+static void on_tick(void *arg)
+{
+    struct app *app = arg;
+    core_tick(app->core, loop_now_ms(app->loop));
+}
+
+static void on_all_closed(void *arg)
+{
+    struct app *app = arg;
+    loop_break(app->loop);
+}
+
+static void on_stop_timeout(void *arg)
+{
+    struct app *app = arg;
+    log_printf(LOG_T_WARNING, "Warning: %zu connections still open after %u ms; closing them.",
+               conn_count(app->cs), SHUTDOWN_MAX_MS);
+    loop_break(app->loop);
+}
+
+static void on_signal(void *arg, int signo)
+{
+    struct app *app = arg;
+    if (signo == SIGHUP) {
+        log_reopen();
+        log_printf(LOG_T_NOTICE, "Received SIGHUP: log file reopened.");
+        return;
+    }
+    if (app->stopping) {
+        log_printf(LOG_T_NOTICE, "Received a second %s: exiting now.",
+                   signo == SIGINT ? "SIGINT" : "SIGTERM");
+        loop_break(app->loop);
+        return;
+    }
+    app->stopping = true;
+    log_printf(LOG_T_NOTICE, "Received %s: disconnecting %zu clients and shutting down.",
+               signo == SIGINT ? "SIGINT" : "SIGTERM", conn_count(app->cs));
+    listener_set_stop(app->ls);
+    loop_timer_stop(app->tick);
+    loop_timer_start(app->stop_timer, SHUTDOWN_MAX_MS, false);
+    conn_shutdown(app->cs, -ERR_SHUTTING_DOWN, on_all_closed, app);
+}
+
+static void log_loop_stats(const struct app *app)
+{
+    struct loop_stats st;
+    loop_get_stats(app->loop, &st);
+    log_printf(LOG_T_INFO,
+               "Loop: %llu callbacks in %llu turns, busy %.2f%% of %.1f s; longest %.3f ms (%s %s); "
+               "%llu over %u ms.",
+               (unsigned long long)st.callbacks, (unsigned long long)st.turns,
+               st.busy_fraction * 100.0, (double)st.wall_us / 1e6, (double)st.longest_us / 1e3,
+               st.longest_kind ? st.longest_kind : "-", st.longest_label ? st.longest_label : "-",
+               (unsigned long long)st.slow_callbacks, st.slow_threshold_ms);
+    const struct conn_stats *cst = conn_get_stats(app->cs);
+    log_printf(LOG_T_INFO,
+               "Connections: %llu accepted, %llu read yields, %llu backpressure pauses, %llu write "
+               "pushbacks, %llu keepalive and %llu connect timeouts, %llu framing errors; %llu log "
+               "lines dropped.",
+               (unsigned long long)cst->accepted, (unsigned long long)cst->read_yields,
+               (unsigned long long)cst->backpressure_pauses,
+               (unsigned long long)cst->write_pushbacks,
+               (unsigned long long)cst->keepalive_timeouts,
+               (unsigned long long)cst->connect_timeouts, (unsigned long long)cst->framing_errors,
+               (unsigned long long)log_dropped_total());
+}
+
+/* Frees whatever was created, in reverse order. */
+static void app_free(struct app *app)
+{
+    conn_set_free(app->cs); /* client_free for each: before core_free */
+    listener_set_free(app->ls);
+    core_free(app->core);
+    for (int i = 0; i < 3; i++)
+        loop_signal_remove(app->sig[i]);
+    loop_timer_free(app->tick);
+    loop_timer_free(app->stop_timer);
+    loop_free(app->loop);
+}
+
+int main(int argc, char **argv)
+{
+    struct app app;
+    memset(&app, 0, sizeof(app));
+    const char *config_file = NULL;
+    uint16_t ports[MAX_CLI_PORTS];
+    int nports = 0;
+    bool verbose = false;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--version")) {
+            printf("loopbot version %s\n", LOOPBOT_VERSION);
+            return 0;
+        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+            verbose = true;
+        } else if (!strcmp(a, "-c") || !strcmp(a, "--config-file")) {
+            if (++i == argc) {
+                fprintf(stderr, "Error: -c argument given, but no config file specified.\n\n");
+                usage(stderr);
+                return 1;
+            }
+            config_file = argv[i];
+        } else if (!strcmp(a, "-p") || !strcmp(a, "--port")) {
+            if (++i == argc || parse_port(argv[i], &ports[nports < MAX_CLI_PORTS ? nports : 0]) < 0) {
+                fprintf(stderr, "Error: Invalid port given: %s\n", i < argc ? argv[i] : "(none)");
+                return 1;
+            }
+            if (nports == MAX_CLI_PORTS) {
+                fprintf(stderr, "Error: Too many -p ports (at most %d).\n", MAX_CLI_PORTS);
+                return 1;
+            }
+            nports++;
+        } else {
+            fprintf(stderr, "Error: Unknown option '%s'.\n\n", a);
+            usage(stderr);
+            return 1;
+        }
+    }
+
+    config_init(&app.cfg);
+    if (config_file) {
+        char err[512];
+        if (config_load_file(&app.cfg, config_file, err, sizeof(err)) < 0) {
+            fprintf(stderr, "%s\n", err);
+            config_free(&app.cfg);
+            return 1;
+        }
+    }
+    /* mosquitto 2.x local only mode: no listener configured means loopback
+     * only, with anonymous clients allowed unless the file says otherwise. */
+    bool local_only = app.cfg.listeners == NULL;
+    if (nports == 0 && local_only)
+        ports[nports++] = DEFAULT_PORT;
+    for (int i = 0; i < nports; i++) {
+        int rc = 0;
+        if (local_only) {
+            rc = config_add_listener(&app.cfg, ports[i], "127.0.0.1");
+            if (rc == 0)
+                rc = config_add_listener(&app.cfg, ports[i], "::1");
+        } else {
+            rc = config_add_listener(&app.cfg, ports[i], NULL);
+        }
+        if (rc < 0) {
+            fprintf(stderr, "Error: Out of memory.\n");
+            config_free(&app.cfg);
+            return 1;
+        }
+    }
+    if (local_only && !app.cfg.allow_anonymous_set)
+        app.cfg.allow_anonymous = true;
+    if (verbose)
+        app.cfg.log_type = LOG_T_ALL;
+
+    platform_ignore_sigpipe();
+    uint64_t nofile = 0;
+    int nofile_rc = platform_raise_nofile(&nofile);
+    log_open(&app.cfg);
+    log_printf(LOG_T_NOTICE, "loopbot version %s starting", LOOPBOT_VERSION);
+    if (config_file)
+        log_printf(LOG_T_NOTICE, "Config loaded from %s.", config_file);
+    else
+        log_printf(LOG_T_NOTICE, "Using default config.");
+    if (local_only) {
+        log_printf(LOG_T_NOTICE, "Starting in local only mode. Connections will only be possible "
+                                 "from clients running on this machine.");
+        log_printf(LOG_T_NOTICE, "Create a configuration file which defines a listener to allow "
+                                 "remote access.");
+    }
+    if (nofile_rc < 0)
+        log_printf(LOG_T_WARNING, "Warning: Unable to raise the open files limit: %s.",
+                   strerror(-nofile_rc));
+    log_printf(LOG_T_DEBUG, "Open files limit: %llu.", (unsigned long long)nofile);
+
+    int exit_code = 1;
+    struct core_io io;
+    app.loop = loop_new();
+    if (!app.loop)
+        goto out;
+    app.cs = conn_set_new(app.loop);
+    if (!app.cs)
+        goto out;
+    conn_set_io(app.cs, &io);
+    app.core = core_new(&app.cfg, &io);
+    if (!app.core)
+        goto out;
+    conn_set_core(app.cs, app.core);
+    app.ls = listener_set_new(app.loop, app.cs, &app.cfg);
+    if (!app.ls)
+        goto out;
+    static const int signals[3] = {SIGINT, SIGTERM, SIGHUP};
+    for (int i = 0; i < 3; i++)
+        if (!(app.sig[i] = loop_signal_add(app.loop, signals[i], on_signal, &app)))
+            goto out;
+    app.tick = loop_timer_new(app.loop, "tick", on_tick, &app);
+    app.stop_timer = loop_timer_new(app.loop, "shutdown", on_stop_timeout, &app);
+    if (!app.tick || !app.stop_timer || loop_timer_start(app.tick, TICK_MS, true) < 0)
+        goto out;
+
+    log_printf(LOG_T_NOTICE, "loopbot version %s running", LOOPBOT_VERSION);
+    if (loop_run(app.loop) < 0)
+        log_printf(LOG_T_ERROR, "Error: the event loop failed.");
+    else
+        exit_code = 0;
+    log_printf(LOG_T_NOTICE, "loopbot version %s terminating", LOOPBOT_VERSION);
+    log_loop_stats(&app);
+
+out:
+    if (exit_code)
+        log_printf(LOG_T_ERROR, "Error: loopbot could not start (%s).",
+                   !app.loop ? "event loop" : !app.cs || !app.core ? "out of memory" : "see above");
+    app_free(&app);
+    log_close();
+    config_free(&app.cfg);
+    return exit_code;
+}

@@ -1,0 +1,84 @@
+/* Topic names, topic filters and shared subscriptions [MQTT-4.7, 4.8.2]. */
+#include <string.h>
+
+#include "mqtt/internal.h"
+
+/* Topic names and filters are UTF-8 strings, so at most 65,535 bytes
+ * [MQTT-1.5.3]; a longer one cannot have come off the wire. */
+#define TOPIC_MAX 65535u
+
+int mqtt_topic_name_validate(const uint8_t *s, size_t len)
+{
+    if (len == 0)
+        return -ERR_TOPIC_EMPTY; /* [MQTT-4.7.3-1] */
+    if (!s || len > TOPIC_MAX)
+        return -ERR_INVALID;
+    int rc = utf8__check(s, len, false);
+    if (rc < 0)
+        return rc;
+    /* '+' and '#' are ASCII, so a byte scan is exact in UTF-8. */
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '+' || s[i] == '#')
+            return -ERR_TOPIC_WILDCARD; /* [MQTT-3.3.2-2] */
+    }
+    return 0;
+}
+
+int mqtt_topic_filter_validate(const uint8_t *s, size_t len)
+{
+    if (len == 0)
+        return -ERR_FILTER_EMPTY; /* [MQTT-4.7.3-1] */
+    if (!s || len > TOPIC_MAX)
+        return -ERR_INVALID;
+    int rc = utf8__check(s, len, false);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < len; i++) {
+        bool level_start = i == 0 || s[i - 1] == '/';
+        bool level_end = i + 1 == len || s[i + 1] == '/';
+        if (s[i] == '#') {
+            /* Alone in its level and the last level [MQTT-4.7.1-2]. */
+            if (!level_start || i + 1 != len)
+                return -ERR_FILTER_INVALID;
+        } else if (s[i] == '+') {
+            /* Alone in its level [MQTT-4.7.1-3]. */
+            if (!level_start || !level_end)
+                return -ERR_FILTER_INVALID;
+        }
+    }
+    return 0;
+}
+
+int mqtt_share_split(const uint8_t *s, size_t len, struct mqtt_bytes *group,
+                     struct mqtt_bytes *filter)
+{
+    static const char prefix[] = "$share/";
+    const size_t plen = sizeof(prefix) - 1;
+    if (!s || len < plen || memcmp(s, prefix, plen) != 0)
+        return 0;
+    /* ShareName: at least one character, no '/', '+' or '#' [MQTT-4.8.2-1,
+     * MQTT-4.8.2-2]; then a '/' and a non-empty, valid filter. */
+    size_t i = plen;
+    while (i < len && s[i] != '/') {
+        if (s[i] == '+' || s[i] == '#')
+            return -ERR_SHARE_INVALID;
+        i++;
+    }
+    if (i == plen || i >= len)
+        return -ERR_SHARE_INVALID;
+    if (utf8__check(s + plen, i - plen, false) < 0)
+        return -ERR_SHARE_INVALID;
+    const uint8_t *f = s + i + 1;
+    size_t flen = len - i - 1;
+    if (flen == 0 || mqtt_topic_filter_validate(f, flen) < 0)
+        return -ERR_SHARE_INVALID;
+    if (group) {
+        group->ptr = s + plen;
+        group->len = (uint32_t)(i - plen);
+    }
+    if (filter) {
+        filter->ptr = f;
+        filter->len = (uint32_t)flen;
+    }
+    return 1;
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what building and testing loopbot needs, from Debian's packages,
+# only if something is missing. Usage: scripts/deps.sh [build|test]
+set -euo pipefail
+what=${1:-build}
+
+pkgs=(build-essential cmake pkg-config libevent-dev libmbedtls-dev)
+if [ "$what" = test ]; then
+  # cmocka for unit tests; mosquitto clients and libmosquitto drive the
+  # integration tests; python3 runs them; clang builds the libFuzzer targets.
+  pkgs+=(libcmocka-dev libmosquitto-dev mosquitto-clients mosquitto python3 clang libclang-rt-14-dev)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "Installing: ${missing[*]}"
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,744 @@
+/* The client state machine and sessions, driven with packets and a fake
+ * clock, no sockets: what goes in is encoded with the codec, what comes out
+ * is read back from each client's out-queue and decoded. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "broker/client.h"
+#include "broker/config.h"
+#include "broker/core.h"
+#include "broker/core_priv.h"
+#include "broker/log.h"
+#include "broker/mem.h"
+#include "broker/outq.h"
+#include "mqtt/packet.h"
+
+struct fake_conn {
+    struct client *c;
+    uint8_t version;
+    bool close_requested;
+    int close_err;
+    /* decoded output, kept in rx for the views to stay valid */
+    uint8_t rx[65536];
+    size_t rx_len, rx_pos;
+};
+
+static void fake_wants_write(void *ctx, void *conn)
+{
+    (void)ctx;
+    (void)conn;
+}
+
+static void fake_close(void *ctx, void *conn, int err)
+{
+    (void)ctx;
+    struct fake_conn *fc = conn;
+    fc->close_requested = true;
+    fc->close_err = err;
+}
+
+static struct config cfg;
+static struct core *core;
+static uint64_t now;
+static struct fake_conn conns[8];
+
+static void base_config(void)
+{
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.allow_anonymous = true;
+    cfg.max_inflight_messages = 20;
+    cfg.max_queued_messages = 1000;
+    cfg.max_keepalive = 65535;
+    cfg.persistent_client_expiration = -1;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    log__mask = LOG_T_ERROR | LOG_T_WARNING;
+    base_config();
+    static const struct core_io io = {NULL, fake_wants_write, fake_close};
+    core = core_new(&cfg, &io);
+    assert_non_null(core);
+    now = 1000000;
+    memset(conns, 0, sizeof(conns));
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 8; i++)
+        if (conns[i].c)
+            client_free(conns[i].c, -ERR_PEER_CLOSED, now);
+    core_free(core);
+    assert_int_equal(mem_used_total(), 0);
+    return 0;
+}
+
+/* ---- helpers ---------------------------------------------------------- */
+
+/* NULL only when an allocation was made to fail. */
+static struct fake_conn *try_open(int i)
+{
+    struct fake_conn *fc = &conns[i];
+    memset(fc, 0, sizeof(*fc));
+    fc->c = client_new(core, fc, "127.0.0.1:1", now);
+    return fc->c ? fc : NULL;
+}
+
+static struct fake_conn *open_conn(int i)
+{
+    struct fake_conn *fc = try_open(i);
+    assert_non_null(fc);
+    return fc;
+}
+
+static void close_conn(struct fake_conn *fc, int err)
+{
+    client_free(fc->c, err, now);
+    fc->c = NULL;
+}
+
+static int send_pkt(struct fake_conn *fc, const struct mqtt_packet *p)
+{
+    uint8_t buf[4096];
+    uint8_t v = p->type == MQTT_CONNECT ? p->u.connect.version : fc->version;
+    int n = mqtt_encode(p, v, buf, sizeof(buf));
+    assert_true(n > 0);
+    assert_int_equal(mqtt_scan(buf, (size_t)n, 0), n);
+    return client_on_packet(fc->c, buf, (size_t)n, now);
+}
+
+/* Moves everything the client queued into fc->rx. */
+static void drain(struct fake_conn *fc)
+{
+    struct outq *q = client_outq(fc->c);
+    struct iovec iov[64];
+    int n;
+    while ((n = outq_iov(q, iov, 64, SIZE_MAX)) > 0) {
+        size_t total = 0;
+        for (int i = 0; i < n; i++) {
+            assert_true(fc->rx_len + iov[i].iov_len <= sizeof(fc->rx));
+            memcpy(fc->rx + fc->rx_len, iov[i].iov_base, iov[i].iov_len);
+            fc->rx_len += iov[i].iov_len;
+            total += iov[i].iov_len;
+        }
+        outq_consume(q, total);
+    }
+}
+
+/* Next packet the client was sent, or 0 if none. */
+static int next_pkt(struct fake_conn *fc, struct mqtt_packet *p)
+{
+    if (fc->c)
+        drain(fc);
+    if (fc->rx_pos == fc->rx_len)
+        return 0;
+    int n = mqtt_scan(fc->rx + fc->rx_pos, fc->rx_len - fc->rx_pos, 0);
+    assert_true(n > 0);
+    assert_int_equal(mqtt_decode(fc->rx + fc->rx_pos, (size_t)n, fc->version, p), 0);
+    fc->rx_pos += (size_t)n;
+    return 1;
+}
+
+static void expect_type(struct fake_conn *fc, uint8_t type, struct mqtt_packet *p)
+{
+    assert_int_equal(next_pkt(fc, p), 1);
+    assert_int_equal(p->type, type);
+}
+
+static void expect_nothing(struct fake_conn *fc)
+{
+    struct mqtt_packet p;
+    assert_int_equal(next_pkt(fc, &p), 0);
+}
+
+static struct mqtt_packet connect_pkt(uint8_t version, const char *id, bool clean)
+{
+    struct mqtt_packet p = {.type = MQTT_CONNECT};
+    p.u.connect.version = version;
+    p.u.connect.clean_start = clean;
+    p.u.connect.keepalive = 60;
+    p.u.connect.client_id = (struct mqtt_bytes){(const uint8_t *)id, (uint32_t)strlen(id)};
+    return p;
+}
+
+static struct fake_conn *connect_as(int i, uint8_t version, const char *id, bool clean,
+                                    bool expect_present)
+{
+    struct fake_conn *fc = open_conn(i);
+    fc->version = version;
+    struct mqtt_packet p = connect_pkt(version, id, clean);
+    if (version == MQTT_V5 && !clean) {
+        p.u.connect.props.present |= MQTT_PROP_BIT(MQTT_PROP_SESSION_EXPIRY);
+        p.u.connect.props.session_expiry = 3600;
+    }
+    assert_int_equal(send_pkt(fc, &p), 0);
+    struct mqtt_packet ack;
+    expect_type(fc, MQTT_CONNACK, &ack);
+    assert_int_equal(ack.u.connack.reason, 0);
+    assert_int_equal(ack.u.connack.session_present, expect_present);
+    return fc;
+}
+
+static void subscribe(struct fake_conn *fc, const char *filter, uint8_t options, uint8_t granted)
+{
+    struct mqtt_bytes f = {(const uint8_t *)filter, (uint32_t)strlen(filter)};
+    struct mqtt_packet p = {.type = MQTT_SUBSCRIBE, .flags = 2};
+    p.u.subscribe.packet_id = 7;
+    p.u.subscribe.count = 1;
+    p.u.subscribe.filters = &f;
+    p.u.subscribe.options = &options;
+    assert_int_equal(send_pkt(fc, &p), 0);
+    struct mqtt_packet ack;
+    expect_type(fc, MQTT_SUBACK, &ack);
+    assert_int_equal(ack.u.suback.packet_id, 7);
+    assert_int_equal(ack.u.suback.count, 1);
+    assert_int_equal(ack.u.suback.reasons[0], granted);
+}
+
+static int publish(struct fake_conn *fc, const char *topic, const char *payload, uint8_t qos,
+                   bool retain, uint16_t packet_id)
+{
+    struct mqtt_packet p = {.type = MQTT_PUBLISH};
+    p.u.publish.qos = qos;
+    p.u.publish.retain = retain;
+    p.u.publish.packet_id = packet_id;
+    p.u.publish.topic = (struct mqtt_bytes){(const uint8_t *)topic, (uint32_t)strlen(topic)};
+    p.u.publish.payload = (struct mqtt_bytes){(const uint8_t *)payload, (uint32_t)strlen(payload)};
+    return send_pkt(fc, &p);
+}
+
+static int ack(struct fake_conn *fc, uint8_t type, uint16_t id)
+{
+    struct mqtt_packet p = {.type = type, .flags = type == MQTT_PUBREL ? 2 : 0};
+    p.u.ack.packet_id = id;
+    return send_pkt(fc, &p);
+}
+
+static void expect_publish(struct fake_conn *fc, const char *topic, const char *payload,
+                           uint8_t qos, struct mqtt_packet *out)
+{
+    struct mqtt_packet p;
+    expect_type(fc, MQTT_PUBLISH, &p);
+    assert_int_equal(p.u.publish.qos, qos);
+    assert_int_equal(p.u.publish.topic.len, strlen(topic));
+    assert_memory_equal(p.u.publish.topic.ptr, topic, strlen(topic));
+    assert_int_equal(p.u.publish.payload.len, strlen(payload));
+    assert_memory_equal(p.u.publish.payload.ptr, payload, strlen(payload));
+    if (out)
+        *out = p;
+}
+
+/* ---- tests ------------------------------------------------------------ */
+
+static void test_connect_each_version(void **state)
+{
+    (void)state;
+    connect_as(0, MQTT_V31, "a", true, false);
+    connect_as(1, MQTT_V311, "b", true, false);
+    connect_as(2, MQTT_V5, "c", true, false);
+    assert_int_equal(core_stats(core)->clients_connected, 3);
+}
+
+static void test_first_packet_must_be_connect(void **state)
+{
+    (void)state;
+    struct fake_conn *fc = open_conn(0);
+    fc->version = MQTT_V311;
+    assert_int_equal(publish(fc, "a", "x", 0, false, 0), -ERR_FIRST_NOT_CONNECT);
+    expect_nothing(fc);
+}
+
+static void test_second_connect_closes_with_0x82(void **state)
+{
+    (void)state;
+    struct fake_conn *fc = connect_as(0, MQTT_V5, "c", true, false);
+    struct mqtt_packet p = connect_pkt(MQTT_V5, "c", true);
+    assert_int_equal(send_pkt(fc, &p), -ERR_SECOND_CONNECT);
+    struct mqtt_packet d;
+    expect_type(fc, MQTT_DISCONNECT, &d);
+    assert_int_equal(d.u.reason.reason, 0x82);
+}
+
+static void test_pubsub_qos_levels(void **state)
+{
+    (void)state;
+    struct fake_conn *sub = connect_as(0, MQTT_V311, "sub", true, false);
+    struct fake_conn *pub = connect_as(1, MQTT_V5, "pub", true, false);
+    subscribe(sub, "sensors/#", 2, 2);
+
+    assert_int_equal(publish(pub, "sensors/1/temp", "21.5", 0, false, 0), 0);
+    expect_publish(sub, "sensors/1/temp", "21.5", 0, NULL);
+    expect_nothing(pub);
+
+    struct mqtt_packet p, a;
+    assert_int_equal(publish(pub, "sensors/1/temp", "q1", 1, false, 11), 0);
+    expect_type(pub, MQTT_PUBACK, &a);
+    assert_int_equal(a.u.ack.packet_id, 11);
+    expect_publish(sub, "sensors/1/temp", "q1", 1, &p);
+    assert_int_not_equal(p.u.publish.packet_id, 0);
+    assert_int_equal(ack(sub, MQTT_PUBACK, p.u.publish.packet_id), 0);
+
+    assert_int_equal(publish(pub, "sensors/1/temp", "q2", 2, false, 12), 0);
+    expect_type(pub, MQTT_PUBREC, &a);
+    assert_int_equal(a.u.ack.packet_id, 12);
+    expect_publish(sub, "sensors/1/temp", "q2", 2, &p);
+    assert_int_equal(ack(sub, MQTT_PUBREC, p.u.publish.packet_id), 0);
+    expect_type(sub, MQTT_PUBREL, &a);
+    assert_int_equal(a.u.ack.packet_id, p.u.publish.packet_id);
+    assert_int_equal(ack(sub, MQTT_PUBCOMP, p.u.publish.packet_id), 0);
+    assert_int_equal(ack(pub, MQTT_PUBREL, 12), 0);
+    expect_type(pub, MQTT_PUBCOMP, &a);
+    assert_int_equal(a.u.ack.reason, 0);
+    struct session *s = core__session_find(core, (const uint8_t *)"sub", 3);
+    assert_null(s->inflight_head);
+    assert_int_equal(s->inflight_count, 0);
+}
+
+static void test_qos2_duplicate_delivered_once(void **state)
+{
+    (void)state;
+    struct fake_conn *sub = connect_as(0, MQTT_V311, "sub", true, false);
+    struct fake_conn *pub = connect_as(1, MQTT_V311, "pub", true, false);
+    subscribe(sub, "t", 0, 0);
+    struct mqtt_packet a;
+    assert_int_equal(publish(pub, "t", "once", 2, false, 5), 0);
+    expect_type(pub, MQTT_PUBREC, &a);
+    assert_int_equal(publish(pub, "t", "once", 2, false, 5), 0); /* resent before PUBREL */
+    expect_type(pub, MQTT_PUBREC, &a);
+    expect_publish(sub, "t", "once", 0, NULL);
+    expect_nothing(sub);
+    assert_int_equal(ack(pub, MQTT_PUBREL, 5), 0);
+    expect_type(pub, MQTT_PUBCOMP, &a);
+}
+
+static void test_granted_qos_is_min(void **state)
+{
+    (void)state;
+    struct fake_conn *sub = connect_as(0, MQTT_V311, "sub", true, false);
+    struct fake_conn *pub = connect_as(1, MQTT_V311, "pub", true, false);
+    subscribe(sub, "t", 1, 1);
+    struct mqtt_packet a;
+    assert_int_equal(publish(pub, "t", "x", 2, false, 3), 0);
+    expect_type(pub, MQTT_PUBREC, &a);
+    expect_publish(sub, "t", "x", 1, NULL);
+}
+
+static void test_persistent_session_queues_in_order(void **state)
+{
+    (void)state;
+    struct fake_conn *sub = connect_as(0, MQTT_V311, "hub", false, false);
+    subscribe(sub, "t", 1, 1);
+    close_conn(sub, -ERR_PEER_CLOSED);
+    struct fake_conn *pub = connect_as(1, MQTT_V311, "pub", true, false);
+    struct mqtt_packet a, p;
+    for (int i = 0; i < 5; i++) {
+        char payload[8];
+        snprintf(payload, sizeof(payload), "m%d", i);
+        assert_int_equal(publish(pub, "t", payload, 1, false, (uint16_t)(i + 1)), 0);
+        expect_type(pub, MQTT_PUBACK, &a);
+    }
+    assert_int_equal(publish(pub, "t", "qos0-dropped", 0, false, 0), 0);
+    sub = connect_as(0, MQTT_V311, "hub", false, true);
+    for (int i = 0; i < 5; i++) {
+        char payload[8];
+        snprintf(payload, sizeof(payload), "m%d", i);
+        expect_publish(sub, "t", payload, 1, &p);
+        assert_int_equal(ack(sub, MQTT_PUBACK, p.u.publish.packet_id), 0);
+    }
+    expect_nothing(sub);
+}
+
+static void test_clean_session_discards(void **state)
+{
+    (void)state;
+    struct fake_conn *sub = connect_as(0, MQTT_V311, "hub", false, false);
+    subscribe(sub, "t", 1, 1);
+    close_conn(sub, -ERR_PEER_CLOSED);
+    struct fake_conn *pub = connect_as(1, MQTT_V311, "pub", true, false);
+    struct mqtt_packet a;
+    assert_int_equal(publish(pub, "t", "x", 1, false, 1), 0);
+    expect_type(pub, MQTT_PUBACK, &a);
+    sub = connect_as(0, MQTT_V311, "hub", true, false);
+    expect_nothing(sub);
+    /* and its subscription is gone too */
+    assert_int_equal(publish(pub, "t", "y", 1, false, 2), 0);
+    expect_type(pub, MQTT_PUBACK, &a);
+    assert_int_equal(a.u.ack.reason, 0);
+    expect_nothing(sub);
+}
+
+static void test_inflight_resent_with_dup(void **state)
+{
+    (void)state;
+    struct fake_conn *sub = connect_as(0, MQTT_V5, "hub", false, false);
+    subscribe(sub, "t", 2, 2);
+    struct fake_conn *pub = connect_as(1, MQTT_V311, "pub", true, false);
+    struct mqtt_packet a, p1, p2;
+    assert_int_equal(publish(pub, "t", "one", 1, false, 1), 0);
+    assert_int_equal(publish(pub, "t", "two", 2, false, 2), 0);
+    expect_publish(sub, "t", "one", 1, &p1);
+    assert_false(p1.u.publish.dup);
+    expect_publish(sub, "t", "two", 2, &p2);
+    uint16_t id1 = p1.u.publish.packet_id, id2 = p2.u.publish.packet_id;
+    assert_int_equal(ack(sub, MQTT_PUBREC, id2), 0);
+    expect_type(sub, MQTT_PUBREL, &a);
+    close_conn(sub, -ERR_IO);
+    (void)next_pkt(pub, &a);
+
+    sub = connect_as(0, MQTT_V5, "hub", false, true);
+    expect_publish(sub, "t", "one", 1, &p1);
+    assert_true(p1.u.publish.dup);
+    assert_int_equal(p1.u.publish.packet_id, id1);
+    expect_type(sub, MQTT_PUBREL, &a);
+    assert_int_equal(a.u.ack.packet_id, id2);
+}
+
+static void test_takeover_v5_gets_0x8e(void **state)
+{
+    (void)state;
+    struct fake_conn *first = connect_as(0, MQTT_V5, "same", false, false);
+    subscribe(first, "t", 1, 1);
+    struct fake_conn *second = connect_as(1, MQTT_V5, "same", false, true);
+    struct mqtt_packet d;
+    expect_type(first, MQTT_DISCONNECT, &d);
+    assert_int_equal(d.u.reason.reason, 0x8E);
+    assert_true(first->close_requested);
+    assert_int_equal(first->close_err, -ERR_TAKEN_OVER);
+    close_conn(first, -ERR_TAKEN_OVER); /* the glue frees it later */
+    assert_int_equal(core_stats(core)->clients_connected, 1);
+    /* the subscription moved with the session */
+    struct fake_conn *pub = connect_as(2, MQTT_V311, "pub", true, false);
+    assert_int_equal(publish(pub, "t", "still", 0, false, 0), 0);
+    expect_publish(second, "t", "still", 0, NULL);
+}
+
+static void set_will(struct mqtt_packet *p, const char *topic, const char *payload)
+{
+    p->u.connect.will_flag = true;
+    p->u.connect.will_topic = (struct mqtt_bytes){(const uint8_t *)topic, (uint32_t)strlen(topic)};
+    p->u.connect.will_payload =
+        (struct mqtt_bytes){(const uint8_t *)payload, (uint32_t)strlen(payload)};
+}
+
+static void test_will_on_abnormal_close_only(void **state)
+{
+    (void)state;
+    struct fake_conn *watch = connect_as(0, MQTT_V311, "watch", true, false);
+    subscribe(watch, "wills/#", 0, 0);
+    struct mqtt_packet a;
+
+    struct fake_conn *w = open_conn(1);
+    w->version = MQTT_V311;
+    struct mqtt_packet p = connect_pkt(MQTT_V311, "dev1", true);
+    set_will(&p, "wills/dev1", "gone");
+    assert_int_equal(send_pkt(w, &p), 0);
+    expect_type(w, MQTT_CONNACK, &a);
+    close_conn(w, -ERR_IO);
+    expect_publish(watch, "wills/dev1", "gone", 0, NULL);
+
+    w = open_conn(1);
+    w->version = MQTT_V311;
+    assert_int_equal(send_pkt(w, &p), 0);
+    expect_type(w, MQTT_CONNACK, &a);
+    struct mqtt_packet d = {.type = MQTT_DISCONNECT};
+    assert_int_equal(send_pkt(w, &d), -ERR_PEER_CLOSED);
+    close_conn(w, 0);
+    expect_nothing(watch);
+}
+
+static void test_retained(void **state)
+{
+    (void)state;
+    struct fake_conn *pub = connect_as(0, MQTT_V311, "pub", true, false);
+    assert_int_equal(publish(pub, "r/a", "kept", 0, true, 0), 0);
+    struct fake_conn *sub = connect_as(1, MQTT_V311, "sub", true, false);
+    subscribe(sub, "r/+", 1, 1);
+    struct mqtt_packet p;
+    expect_publish(sub, "r/a", "kept", 0, &p);
+    assert_true(p.u.publish.retain);
+    /* live messages are not marked retained [MQTT-3.3.1-9] */
+    assert_int_equal(publish(pub, "r/a", "live", 0, true, 0), 0);
+    expect_publish(sub, "r/a", "live", 0, &p);
+    assert_false(p.u.publish.retain);
+    /* an empty retained payload clears it */
+    assert_int_equal(publish(pub, "r/a", "", 0, true, 0), 0);
+    expect_publish(sub, "r/a", "", 0, NULL);
+    struct fake_conn *late = connect_as(2, MQTT_V311, "late", true, false);
+    subscribe(late, "r/#", 0, 0);
+    expect_nothing(late);
+}
+
+static void test_keepalive_limits(void **state)
+{
+    (void)state;
+    cfg.max_keepalive = 10;
+    /* 3.1.1 cannot be told a lower keep alive: it keeps its own */
+    struct fake_conn *fc = open_conn(0);
+    fc->version = MQTT_V311;
+    struct mqtt_packet p = connect_pkt(MQTT_V311, "k", true);
+    p.u.connect.keepalive = 60;
+    assert_int_equal(send_pkt(fc, &p), 0);
+    struct mqtt_packet a;
+    expect_type(fc, MQTT_CONNACK, &a);
+    assert_int_equal(a.u.connack.reason, 0);
+    assert_int_equal(client_keepalive_ms(fc->c), 90000);
+
+    for (int ka = 0; ka <= 60; ka += 60) {
+        fc = open_conn(1 + ka / 60);
+        fc->version = MQTT_V5;
+        p = connect_pkt(MQTT_V5, ka ? "k5" : "k0", true);
+        p.u.connect.keepalive = (uint16_t)ka;
+        assert_int_equal(send_pkt(fc, &p), 0);
+        expect_type(fc, MQTT_CONNACK, &a);
+        assert_int_equal(a.u.connack.reason, 0);
+        assert_true(a.u.connack.props.present & MQTT_PROP_BIT(MQTT_PROP_SERVER_KEEPALIVE));
+        assert_int_equal(a.u.connack.props.server_keepalive, 10);
+        assert_int_equal(client_keepalive_ms(fc->c), 15000);
+    }
+}
+
+static void test_empty_client_id(void **state)
+{
+    (void)state;
+    struct fake_conn *fc = open_conn(0);
+    fc->version = MQTT_V311;
+    struct mqtt_packet p = connect_pkt(MQTT_V311, "", false);
+    assert_true(send_pkt(fc, &p) < 0);
+    struct mqtt_packet a;
+    expect_type(fc, MQTT_CONNACK, &a);
+    assert_int_equal(a.u.connack.reason, 0x02);
+    close_conn(fc, -ERR_CLIENT_ID_INVALID);
+
+    fc = open_conn(1);
+    fc->version = MQTT_V5;
+    p = connect_pkt(MQTT_V5, "", true);
+    assert_int_equal(send_pkt(fc, &p), 0);
+    expect_type(fc, MQTT_CONNACK, &a);
+    assert_true(a.u.connack.props.present & MQTT_PROP_BIT(MQTT_PROP_ASSIGNED_CLIENT_ID));
+    assert_true(a.u.connack.props.assigned_client_id.len > 5);
+}
+
+static void test_queue_limit_drops_newest(void **state)
+{
+    (void)state;
+    cfg.max_queued_messages = 3;
+    struct fake_conn *sub = connect_as(0, MQTT_V311, "hub", false, false);
+    subscribe(sub, "t", 1, 1);
+    close_conn(sub, -ERR_PEER_CLOSED);
+    struct fake_conn *pub = connect_as(1, MQTT_V311, "pub", true, false);
+    struct mqtt_packet a, p;
+    for (int i = 0; i < 5; i++) {
+        char payload[8];
+        snprintf(payload, sizeof(payload), "m%d", i);
+        assert_int_equal(publish(pub, "t", payload, 1, false, (uint16_t)(i + 1)), 0);
+        expect_type(pub, MQTT_PUBACK, &a);
+    }
+    assert_int_equal(core_stats(core)->messages_dropped, 2);
+    sub = connect_as(0, MQTT_V311, "hub", false, true);
+    expect_publish(sub, "t", "m0", 1, &p);
+    expect_publish(sub, "t", "m1", 1, &p);
+    expect_publish(sub, "t", "m2", 1, &p);
+    expect_nothing(sub);
+}
+
+static void test_receive_maximum_window(void **state)
+{
+    (void)state;
+    struct fake_conn *sub = open_conn(0);
+    sub->version = MQTT_V5;
+    struct mqtt_packet p = connect_pkt(MQTT_V5, "slow", true);
+    p.u.connect.props.present |= MQTT_PROP_BIT(MQTT_PROP_RECEIVE_MAX);
+    p.u.connect.props.receive_max = 2;
+    assert_int_equal(send_pkt(sub, &p), 0);
+    struct mqtt_packet a, m;
+    expect_type(sub, MQTT_CONNACK, &a);
+    subscribe(sub, "t", 1, 1);
+    struct fake_conn *pub = connect_as(1, MQTT_V311, "pub", true, false);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(publish(pub, "t", "x", 1, false, (uint16_t)(i + 1)), 0);
+    expect_publish(sub, "t", "x", 1, &m);
+    uint16_t first = m.u.publish.packet_id;
+    expect_publish(sub, "t", "x", 1, &m);
+    expect_nothing(sub); /* window of 2 is full */
+    assert_int_equal(ack(sub, MQTT_PUBACK, first), 0);
+    expect_publish(sub, "t", "x", 1, &m);
+    expect_nothing(sub);
+}
+
+static void test_no_local_and_overlap(void **state)
+{
+    (void)state;
+    struct fake_conn *c = connect_as(0, MQTT_V5, "me", true, false);
+    subscribe(c, "a/#", MQTT_SUBOPT_NO_LOCAL | 1, 1);
+    struct fake_conn *other = connect_as(1, MQTT_V5, "other", true, false);
+    subscribe(other, "a/#", 0, 0);
+    subscribe(other, "a/+", 1, 1);
+    struct mqtt_packet a;
+    assert_int_equal(publish(c, "a/b", "x", 1, false, 1), 0);
+    expect_type(c, MQTT_PUBACK, &a);
+    expect_nothing(c); /* No Local */
+    expect_publish(other, "a/b", "x", 1, NULL); /* once, at the higher QoS */
+    expect_nothing(other);
+}
+
+static void test_session_expiry_v5(void **state)
+{
+    (void)state;
+    struct fake_conn *fc = open_conn(0);
+    fc->version = MQTT_V5;
+    struct mqtt_packet p = connect_pkt(MQTT_V5, "exp", false);
+    p.u.connect.props.present |= MQTT_PROP_BIT(MQTT_PROP_SESSION_EXPIRY);
+    p.u.connect.props.session_expiry = 10;
+    assert_int_equal(send_pkt(fc, &p), 0);
+    close_conn(fc, -ERR_IO);
+    assert_non_null(core__session_find(core, (const uint8_t *)"exp", 3));
+    now += 9000;
+    core_tick(core, now);
+    assert_non_null(core__session_find(core, (const uint8_t *)"exp", 3));
+    now += 2000;
+    core_tick(core, now);
+    assert_null(core__session_find(core, (const uint8_t *)"exp", 3));
+}
+
+static void test_invalid_filter_gets_failure_code(void **state)
+{
+    (void)state;
+    struct fake_conn *c3 = connect_as(0, MQTT_V311, "c3", true, false);
+    subscribe(c3, "a/#/b", 0, 0x80);
+    struct fake_conn *c5 = connect_as(1, MQTT_V5, "c5", true, false);
+    subscribe(c5, "a+", 0, 0x8F);
+}
+
+static void test_unsubscribe(void **state)
+{
+    (void)state;
+    struct fake_conn *c = connect_as(0, MQTT_V5, "u", true, false);
+    subscribe(c, "t", 0, 0);
+    struct mqtt_bytes filters[2] = {{(const uint8_t *)"t", 1}, {(const uint8_t *)"nope", 4}};
+    struct mqtt_packet p = {.type = MQTT_UNSUBSCRIBE, .flags = 2};
+    p.u.subscribe.packet_id = 9;
+    p.u.subscribe.count = 2;
+    p.u.subscribe.filters = filters;
+    assert_int_equal(send_pkt(c, &p), 0);
+    struct mqtt_packet a;
+    expect_type(c, MQTT_UNSUBACK, &a);
+    assert_int_equal(a.u.suback.count, 2);
+    assert_int_equal(a.u.suback.reasons[0], 0x00);
+    assert_int_equal(a.u.suback.reasons[1], 0x11);
+    assert_int_equal(publish(c, "t", "x", 0, false, 0), 0);
+    expect_nothing(c);
+}
+
+static void test_message_size_limit(void **state)
+{
+    (void)state;
+    cfg.message_size_limit = 4;
+    struct fake_conn *sub = connect_as(0, MQTT_V311, "sub", true, false);
+    subscribe(sub, "t", 1, 1);
+    struct fake_conn *pub = connect_as(1, MQTT_V5, "pub", true, false);
+    struct mqtt_packet a;
+    assert_int_equal(publish(pub, "t", "too long", 1, false, 1), 0);
+    expect_type(pub, MQTT_PUBACK, &a);
+    assert_int_equal(a.u.ack.reason, 0x95);
+    expect_nothing(sub);
+    assert_int_equal(publish(pub, "t", "ok", 1, false, 2), 0);
+    expect_type(pub, MQTT_PUBACK, &a);
+    assert_int_equal(a.u.ack.reason, 0);
+    expect_publish(sub, "t", "ok", 1, NULL);
+}
+
+/* Runs a whole scenario failing the n-th allocation for every n: nothing
+ * may crash or leak (teardown checks mem_used_total() == 0). */
+static void scenario(void)
+{
+    struct fake_conn *sub = try_open(0);
+    if (!sub)
+        return;
+    sub->version = MQTT_V311;
+    struct mqtt_packet p = connect_pkt(MQTT_V311, "hub", false);
+    if (send_pkt(sub, &p) < 0)
+        return;
+    struct mqtt_bytes f = {(const uint8_t *)"t/#", 3};
+    uint8_t opt = 1;
+    struct mqtt_packet s = {.type = MQTT_SUBSCRIBE, .flags = 2};
+    s.u.subscribe.packet_id = 1;
+    s.u.subscribe.count = 1;
+    s.u.subscribe.filters = &f;
+    s.u.subscribe.options = &opt;
+    (void)send_pkt(sub, &s);
+    close_conn(sub, -ERR_IO);
+    struct fake_conn *pub = try_open(1);
+    if (!pub)
+        return;
+    pub->version = MQTT_V311;
+    p = connect_pkt(MQTT_V311, "pub", true);
+    set_will(&p, "t/will", "bye");
+    if (send_pkt(pub, &p) < 0)
+        return;
+    (void)publish(pub, "t/1", "a", 1, true, 1);
+    (void)publish(pub, "t/2", "b", 2, false, 2);
+    (void)ack(pub, MQTT_PUBREL, 2);
+    close_conn(pub, -ERR_IO);
+    sub = try_open(0);
+    if (!sub)
+        return;
+    sub->version = MQTT_V311;
+    p = connect_pkt(MQTT_V311, "hub", false);
+    (void)send_pkt(sub, &p);
+}
+
+static void test_allocation_failures(void **state)
+{
+    (void)state;
+    teardown(NULL);
+    setup(NULL);
+    mem_fail_nth(0);
+    scenario();
+    unsigned long total = mem_fail_nth(0);
+    assert_true(total > 5);
+    for (unsigned long n = 1; n <= total; n++) {
+        teardown(NULL);
+        setup(NULL);
+        mem_fail_nth(n);
+        scenario();
+        mem_fail_nth(0);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_connect_each_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_first_packet_must_be_connect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_connect_closes_with_0x82, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pubsub_qos_levels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_qos2_duplicate_delivered_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_granted_qos_is_min, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_persistent_session_queues_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_clean_session_discards, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_inflight_resent_with_dup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_takeover_v5_gets_0x8e, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_will_on_abnormal_close_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retained, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keepalive_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_empty_client_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_limit_drops_newest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_receive_maximum_window, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_local_and_overlap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_expiry_v5, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_filter_gets_failure_code, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unsubscribe, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_message_size_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_allocation_failures, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("client", tests, NULL, NULL);
+}
