@@ -11,6 +11,7 @@
 #include "broker/mem.h"
 #include "broker/message.h"
 #include "broker/outq.h"
+#include "broker/topic_alias.h"
 #include "broker/topic_tree.h"
 #include "mqtt/packet.h"
 
@@ -30,9 +31,13 @@ struct client {
     uint8_t state;
     uint8_t version;
     bool disconnect_sent;
+    bool problem_info;  /* MQTT 5 Request Problem Information (default 1) */
     uint16_t keepalive; /* seconds, as agreed */
     uint32_t session_expiry_at_connect;
+    uint32_t max_packet_out; /* the client's Maximum Packet Size; 0 = none */
+    uint32_t will_delay;     /* seconds, MQTT 5 */
     struct message *will;
+    struct topic_alias_table alias_in, alias_out;
     char *peer;
 };
 
@@ -56,6 +61,7 @@ struct client *client_new(struct core *core, void *conn, const char *peer, uint6
         return NULL;
     }
     outq_init(&c->out, &c->acct);
+    c->problem_info = true;
     return c;
 }
 
@@ -71,10 +77,13 @@ bool client_connected(const struct client *c)
 
 uint32_t client_max_packet_in(const struct client *c)
 {
+    uint32_t max = PROTOCOL_MAX_PACKET;
     uint32_t limit = c->core->cfg->message_size_limit;
     if (limit && limit < PROTOCOL_MAX_PACKET - PACKET_OVERHEAD_MAX)
-        return limit + PACKET_OVERHEAD_MAX;
-    return PROTOCOL_MAX_PACKET;
+        max = limit + PACKET_OVERHEAD_MAX;
+    if (c->core->cfg->max_packet_size && c->core->cfg->max_packet_size < max)
+        max = c->core->cfg->max_packet_size;
+    return max;
 }
 
 uint32_t client_keepalive_ms(const struct client *c)
@@ -92,24 +101,65 @@ const char *client_name(const struct client *c)
 
 /* ---- output ----------------------------------------------------------- */
 
+/* The properties block of the packets that carry a Reason String. */
+static struct mqtt_props *reason_props(struct mqtt_packet *p)
+{
+    switch (p->type) {
+    case MQTT_CONNACK: return &p->u.connack.props;
+    case MQTT_PUBACK:
+    case MQTT_PUBREC:
+    case MQTT_PUBREL:
+    case MQTT_PUBCOMP: return &p->u.ack.props;
+    case MQTT_DISCONNECT: return &p->u.reason.props;
+    default: return NULL;
+    }
+}
+
 static int send_packet(struct client *c, const struct mqtt_packet *p)
 {
-    int size = mqtt_encode(p, c->version ? c->version : MQTT_V311, NULL, 0);
+    uint8_t version = c->version ? c->version : MQTT_V311;
+    int size = mqtt_encode(p, version, NULL, 0);
     if (size < 0)
         return size;
+    if (c->max_packet_out && (uint32_t)size > c->max_packet_out) {
+        /* A Reason String is the first thing to go [MQTT-3.2.2-19]. */
+        struct mqtt_packet bare = *p;
+        struct mqtt_props *props = reason_props(&bare);
+        if (!props || !(props->present & MQTT_PROP_BIT(MQTT_PROP_REASON_STRING)))
+            return -ERR_PACKET_TOO_LARGE;
+        props->present &= ~MQTT_PROP_BIT(MQTT_PROP_REASON_STRING);
+        return send_packet(c, &bare);
+    }
     uint8_t *buf = outq_reserve(&c->out, (size_t)size);
     if (!buf)
         return -ERR_NOMEM;
-    mqtt_encode(p, c->version ? c->version : MQTT_V311, buf, (size_t)size);
+    mqtt_encode(p, version, buf, (size_t)size);
     c->core->io.wants_write(c->core->io.ctx, c->conn);
     return 0;
 }
 
-static int send_ack(struct client *c, uint8_t type, uint16_t packet_id, uint8_t reason)
+/* Adds the message of err as a Reason String where the client allows one:
+ * always on CONNACK and DISCONNECT, on acks only when it asked for problem
+ * information [MQTT-3.1.2-29]. */
+static void add_reason_string(const struct client *c, struct mqtt_packet *p, int err)
+{
+    struct mqtt_props *props = reason_props(p);
+    if (c->version != MQTT_V5 || !props || !err)
+        return;
+    if (!c->problem_info && p->type != MQTT_CONNACK && p->type != MQTT_DISCONNECT)
+        return;
+    const char *msg = mqtt_err_message(err);
+    props->present |= MQTT_PROP_BIT(MQTT_PROP_REASON_STRING);
+    props->reason_string = (struct mqtt_bytes){(const uint8_t *)msg, (uint32_t)strlen(msg)};
+}
+
+/* err, when non-zero, explains a failure reason code to v5 clients. */
+static int send_ack(struct client *c, uint8_t type, uint16_t packet_id, uint8_t reason, int err)
 {
     struct mqtt_packet p = {.type = type, .flags = type == MQTT_PUBREL ? 0x2 : 0};
     p.u.ack.packet_id = packet_id;
     p.u.ack.reason = c->version == MQTT_V5 ? reason : 0;
+    add_reason_string(c, &p, err);
     return send_packet(c, &p);
 }
 
@@ -131,6 +181,7 @@ static int refuse_connect(struct client *c, int err)
 {
     struct mqtt_packet p = {.type = MQTT_CONNACK};
     p.u.connack.reason = c->version == MQTT_V5 ? mqtt_err_reason(err) : connack_v3_code(err);
+    add_reason_string(c, &p, err);
     send_packet(c, &p);
     log_printf(LOG_T_NOTICE, "Client %s refused: %s", c->peer, mqtt_err_message(err));
     return err;
@@ -142,6 +193,7 @@ void client_disconnect(struct client *c, int err, uint64_t now_ms)
     if (c->state == CL_CONNECTED && c->version == MQTT_V5 && !c->disconnect_sent) {
         struct mqtt_packet p = {.type = MQTT_DISCONNECT};
         p.u.reason.reason = mqtt_err_reason(err);
+        add_reason_string(c, &p, err);
         send_packet(c, &p);
         c->disconnect_sent = true;
     }
@@ -177,10 +229,16 @@ static int make_will(struct client *c, const struct mqtt_connect *cp, uint64_t n
         return rc;
     uint64_t expiry = 0;
     const struct mqtt_props *wp = NULL;
+    if (cp->will_qos > c->core->cfg->max_qos)
+        return -ERR_QOS_NOT_SUPPORTED; /* [MQTT-3.2.2-12] */
+    if (cp->will_retain && !c->core->cfg->retain_available)
+        return -ERR_RETAIN_NOT_SUPPORTED; /* [MQTT-3.2.2-13] */
     if (c->version == MQTT_V5) {
         wp = &cp->will_props;
         if (wp->present & MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY))
             expiry = now_ms + (uint64_t)wp->message_expiry * 1000;
+        if (wp->present & MQTT_PROP_BIT(MQTT_PROP_WILL_DELAY))
+            c->will_delay = wp->will_delay;
     }
     c->will = message_new(&cp->will_topic, &cp->will_payload, wp, cp->will_qos, cp->will_retain,
                           expiry, NULL);
@@ -223,8 +281,24 @@ static int on_connect(struct client *c, const struct mqtt_packet *p, uint64_t no
     struct core *core = c->core;
     c->version = cp->version;
 
-    if (c->version == MQTT_V5 && (cp->props.present & MQTT_PROP_BIT(MQTT_PROP_AUTH_METHOD)))
-        return refuse_connect(c, -ERR_AUTH_METHOD); /* no enhanced auth methods yet */
+    if (c->version == MQTT_V5) {
+        const struct mqtt_props *pp = &cp->props;
+        if ((pp->present & MQTT_PROP_BIT(MQTT_PROP_REQUEST_PROBLEM_INFO)) &&
+            !pp->request_problem_info)
+            c->problem_info = false;
+        if (pp->present & MQTT_PROP_BIT(MQTT_PROP_MAX_PACKET_SIZE))
+            c->max_packet_out = pp->max_packet_size;
+        /* Enhanced authentication: no method is registered yet, so every
+         * method is refused as the spec asks [MQTT-4.12.0-1]. */
+        if (pp->present & MQTT_PROP_BIT(MQTT_PROP_AUTH_METHOD))
+            return refuse_connect(c, -ERR_AUTH_METHOD);
+        uint16_t out_max = 0;
+        if (pp->present & MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS_MAX))
+            out_max = pp->topic_alias_max < TOPIC_ALIAS_OUT_MAX ? pp->topic_alias_max
+                                                                 : TOPIC_ALIAS_OUT_MAX;
+        topic_alias_init(&c->alias_in, cfg->max_topic_alias, &c->acct);
+        topic_alias_init(&c->alias_out, out_max, &c->acct);
+    }
 
     char assigned[48];
     struct mqtt_bytes id = cp->client_id;
@@ -264,7 +338,7 @@ static int on_connect(struct client *c, const struct mqtt_packet *p, uint64_t no
     if (s && s->client)
         take_over(c, s, now_ms);
     if (s && cp->clean_start) {
-        core__session_destroy(core, s);
+        core__session_destroy(core, s, now_ms);
         s = NULL;
     }
     bool session_present = s != NULL;
@@ -288,9 +362,31 @@ static int on_connect(struct client *c, const struct mqtt_packet *p, uint64_t no
     ack.u.connack.session_present = session_present && c->version >= MQTT_V311;
     if (c->version == MQTT_V5) {
         struct mqtt_props *ap = &ack.u.connack.props;
+        /* The server's limits, so the client need not find them out by
+         * being disconnected [MQTT-3.2.2.3]. */
         if (cfg->max_inflight_messages) {
             ap->present |= MQTT_PROP_BIT(MQTT_PROP_RECEIVE_MAX);
             ap->receive_max = cfg->max_inflight_messages;
+        }
+        if (cfg->max_qos < 2) {
+            ap->present |= MQTT_PROP_BIT(MQTT_PROP_MAX_QOS);
+            ap->max_qos = cfg->max_qos;
+        }
+        ap->present |= MQTT_PROP_BIT(MQTT_PROP_RETAIN_AVAILABLE) |
+                       MQTT_PROP_BIT(MQTT_PROP_WILDCARD_SUB_AVAILABLE) |
+                       MQTT_PROP_BIT(MQTT_PROP_SUB_ID_AVAILABLE) |
+                       MQTT_PROP_BIT(MQTT_PROP_SHARED_SUB_AVAILABLE);
+        ap->retain_available = cfg->retain_available;
+        ap->wildcard_sub_available = 1;
+        ap->sub_id_available = 1;
+        ap->shared_sub_available = 1;
+        if (client_max_packet_in(c) < PROTOCOL_MAX_PACKET) {
+            ap->present |= MQTT_PROP_BIT(MQTT_PROP_MAX_PACKET_SIZE);
+            ap->max_packet_size = client_max_packet_in(c);
+        }
+        if (cfg->max_topic_alias) {
+            ap->present |= MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS_MAX);
+            ap->topic_alias_max = cfg->max_topic_alias;
         }
         if (id_assigned) {
             ap->present |= MQTT_PROP_BIT(MQTT_PROP_ASSIGNED_CLIENT_ID);
@@ -305,14 +401,17 @@ static int on_connect(struct client *c, const struct mqtt_packet *p, uint64_t no
     if (rc < 0)
         return rc;
 
-    struct session_link link = {.out = &c->out, .conn = c->conn, .version = c->version};
+    struct session_link link = {.out = &c->out,
+                                .conn = c->conn,
+                                .version = c->version,
+                                .max_packet = c->max_packet_out,
+                                .problem_info = c->problem_info,
+                                .aliases = &c->alias_out};
     uint16_t window = cfg->max_inflight_messages ? cfg->max_inflight_messages : UINT16_MAX;
     if (c->version == MQTT_V5) {
         if (cp->props.present & MQTT_PROP_BIT(MQTT_PROP_RECEIVE_MAX) &&
             cp->props.receive_max < window)
             window = cp->props.receive_max;
-        if (cp->props.present & MQTT_PROP_BIT(MQTT_PROP_MAX_PACKET_SIZE))
-            link.max_packet = cp->props.max_packet_size;
     }
     link.send_window = window;
     core->stats.clients_connected++;
@@ -326,46 +425,65 @@ static int on_connect(struct client *c, const struct mqtt_packet *p, uint64_t no
 
 /* ---- PUBLISH and its acknowledgements --------------------------------- */
 
+/* Resolves the topic of a v5 PUBLISH through its Topic Alias, if any
+ * [MQTT-3.3.2-12]: an alias with a topic (re)defines it, an alias alone
+ * uses it. */
+static int resolve_topic(struct client *c, const struct mqtt_publish *pub,
+                         struct mqtt_bytes *topic)
+{
+    *topic = pub->topic;
+    if (!(pub->props.present & MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS)))
+        return pub->topic.len ? 0 : -ERR_PROTOCOL; /* an empty topic needs an alias */
+    if (pub->topic.len)
+        return topic_alias_set(&c->alias_in, pub->props.topic_alias, pub->topic);
+    return topic_alias_get(&c->alias_in, pub->props.topic_alias, topic);
+}
+
 static int on_publish(struct client *c, const struct mqtt_packet *p, uint64_t now_ms)
 {
     const struct mqtt_publish *pub = &p->u.publish;
     struct session *s = c->session;
     struct core *core = c->core;
+    const struct config *cfg = core->cfg;
     core->stats.messages_received++;
     core->stats.publish_received++;
 
+    struct mqtt_bytes topic = pub->topic;
     if (c->version == MQTT_V5) {
-        /* No Topic Alias Maximum is announced, so any alias is invalid
-         * [MQTT-3.2.2-17]; an empty topic needs one [MQTT-3.3.2-8]. */
-        if (pub->props.present & MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS))
-            return -ERR_TOPIC_ALIAS_INVALID;
-        if (pub->topic.len == 0)
-            return -ERR_PROTOCOL;
-        if (pub->props.present & MQTT_PROP_BIT(MQTT_PROP_SUBSCRIPTION_ID))
-            return -ERR_PROPERTY_NOT_ALLOWED; /* [MQTT-3.3.4-6] */
+        if (pub->props.sub_id_count)
+            return -ERR_PROPERTY_NOT_ALLOWED; /* clients never send one [MQTT-3.3.4-6] */
+        int rc = resolve_topic(c, pub, &topic);
+        if (rc < 0)
+            return rc;
     }
+    /* Limits we announced in CONNACK (MQTT 5) or documented (3.1.1). */
+    if (pub->qos > cfg->max_qos)
+        return -ERR_QOS_NOT_SUPPORTED; /* [MQTT-3.2.2-11] */
+    if (pub->retain && !cfg->retain_available)
+        return -ERR_RETAIN_NOT_SUPPORTED; /* [MQTT-3.2.2-14] */
 
     if (pub->qos == 2 && session_rx_qos2_has(s, pub->packet_id))
-        return send_ack(c, MQTT_PUBREC, pub->packet_id, 0); /* a resend: once only */
+        return send_ack(c, MQTT_PUBREC, pub->packet_id, 0, 0); /* a resend: once only */
 
-    if (pub->qos == 2 && c->version == MQTT_V5 && core->cfg->max_inflight_messages &&
-        s->rx_qos2_count >= core->cfg->max_inflight_messages)
-        return -ERR_RECEIVE_MAX_EXCEEDED;
+    if (pub->qos == 2 && c->version == MQTT_V5 && cfg->max_inflight_messages &&
+        s->rx_qos2_count >= cfg->max_inflight_messages)
+        return -ERR_RECEIVE_MAX_EXCEEDED; /* [MQTT-3.3.4-8] */
 
     uint8_t reason = 0;
-    uint32_t limit = core->cfg->message_size_limit;
+    int why = 0;
+    uint32_t limit = cfg->message_size_limit;
     if (limit && pub->payload.len > limit) {
         log_printf(LOG_T_NOTICE, "Dropped too large PUBLISH from %s (%u bytes on %.*s).",
-                   s->client_id, pub->payload.len, (int)pub->topic.len,
-                   (const char *)pub->topic.ptr);
+                   s->client_id, pub->payload.len, (int)topic.len, (const char *)topic.ptr);
         core->stats.messages_dropped++;
-        reason = 0x95; /* packet too large, as mosquitto answers */
+        reason = 0x95; /* as mosquitto answers */
+        why = -ERR_PACKET_TOO_LARGE;
     } else {
         uint64_t expiry = 0;
         if (c->version == MQTT_V5 && (pub->props.present & MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY)))
             expiry = now_ms + (uint64_t)pub->props.message_expiry * 1000;
         struct message *m =
-            message_new(&pub->topic, &pub->payload, c->version == MQTT_V5 ? &pub->props : NULL,
+            message_new(&topic, &pub->payload, c->version == MQTT_V5 ? &pub->props : NULL,
                         pub->qos, pub->retain, expiry, s);
         if (!m) {
             core->stats.messages_dropped++;
@@ -374,23 +492,24 @@ static int on_publish(struct client *c, const struct mqtt_packet *p, uint64_t no
             if (c->version != MQTT_V5)
                 return -ERR_NOMEM; /* no negative ack before v5: close */
             reason = 0x97;
+            why = -ERR_NOMEM;
         } else {
             uint32_t reached = router_publish(core, m, now_ms);
             message_unref(m);
             if (!reached)
-                reason = 0x10; /* no matching subscribers (success) */
+                reason = 0x10; /* no matching subscribers (a success) */
         }
     }
 
     if (pub->qos == 1)
-        return send_ack(c, MQTT_PUBACK, pub->packet_id, reason);
+        return send_ack(c, MQTT_PUBACK, pub->packet_id, reason, why);
     if (pub->qos == 2) {
         if (reason < 0x80) {
             int rc = session_rx_qos2_add(s, pub->packet_id);
             if (rc < 0)
                 return rc;
         }
-        return send_ack(c, MQTT_PUBREC, pub->packet_id, reason);
+        return send_ack(c, MQTT_PUBREC, pub->packet_id, reason, why);
     }
     return 0;
 }
@@ -409,7 +528,7 @@ static int on_pubrel(struct client *c, const struct mqtt_packet *p, uint64_t now
 {
     (void)now_ms;
     bool had = session_rx_qos2_remove(c->session, p->u.ack.packet_id);
-    return send_ack(c, MQTT_PUBCOMP, p->u.ack.packet_id, had ? 0 : 0x92);
+    return send_ack(c, MQTT_PUBCOMP, p->u.ack.packet_id, had ? 0 : 0x92, 0);
 }
 
 static int on_pubcomp(struct client *c, const struct mqtt_packet *p, uint64_t now_ms)
@@ -436,6 +555,9 @@ static int subscribe_one(struct client *c, struct mqtt_bytes filter, uint8_t opt
     if (rc < 0)
         return v5 ? mqtt_err_reason(rc) : 0x80;
 
+    /* The granted QoS is what the server supports at most [MQTT-3.2.2-9]. */
+    if ((options & MQTT_SUBOPT_QOS_MASK) > c->core->cfg->max_qos)
+        options = (uint8_t)((options & ~MQTT_SUBOPT_QOS_MASK) | c->core->cfg->max_qos);
     struct session *s = c->session;
     struct subscription *sub = session_find_sub(s, filter.ptr, filter.len);
     *is_new = sub == NULL;
@@ -453,7 +575,7 @@ static int subscribe_one(struct client *c, struct mqtt_bytes filter, uint8_t opt
     }
     log_printf(LOG_T_SUBSCRIBE, "%s %u %.*s", s->client_id, (unsigned)(options & 3),
                (int)filter.len, (const char *)filter.ptr);
-    return options & MQTT_SUBOPT_QOS_MASK;
+    return sub->options & MQTT_SUBOPT_QOS_MASK;
 }
 
 static int on_subscribe(struct client *c, const struct mqtt_packet *p, uint64_t now_ms)
@@ -672,6 +794,15 @@ void client_free(struct client *c, int err, uint64_t now_ms)
         session_detach(s);
         s->client = NULL;
         core->stats.clients_connected--;
+        router_handoff_shared(core, s, now_ms);
+        /* A delayed will waits in the session, which publishes it when the
+         * delay or the session ends, whichever comes first; a reconnect
+         * cancels it [MQTT-3.1.3-9]. */
+        if (c->will && c->will_delay && s->expiry_interval) {
+            s->will = c->will;
+            s->will_at_ms = now_ms + (uint64_t)c->will_delay * 1000;
+            c->will = NULL;
+        }
         core__session_offline(core, s, now_ms);
     }
     if (c->will) {
@@ -680,6 +811,8 @@ void client_free(struct client *c, int err, uint64_t now_ms)
         router_publish(core, c->will, now_ms);
         message_unref(c->will);
     }
+    topic_alias_clear(&c->alias_in);
+    topic_alias_clear(&c->alias_out);
     outq_clear(&c->out);
     mem_strfree(NULL, c->peer);
     mem_free(NULL, c, sizeof(*c));

@@ -509,11 +509,15 @@ static const struct option options[] = {
     {"max_connections", opt_max_connections, 0, 0, 0, 0},
     NUMBER(max_inflight_messages, 0, 65535),
     NUMBER(max_keepalive, 0, 65535),
+    NUMBER(max_packet_size, 0, 268435460), /* 0 = MQTT's own limit */
+    NUMBER(max_qos, 0, 2),
     NUMBER(max_queued_bytes, 0, INT64_MAX),
     NUMBER(max_queued_messages, 0, INT32_MAX),
+    NUMBER(max_topic_alias, 0, 65535),
     NUMBER(message_size_limit, 0, 268435455), /* MQTT's largest payload */
     {"persistent_client_expiration", opt_expiration, 0, 0, 0, 0},
     {"port", opt_port, 0, 0, 0, 0},
+    {"retain_available", opt_bool, FIELD(retain_available), 0, 0},
     {"retry_interval", opt_ignored, 0, 0, 0, 0},
 };
 
@@ -532,12 +536,12 @@ static const char *const mosquitto_options[] = {
     "clientid_prefixes", "connection", "connection_messages", "crlfile", "dhparamfile",
     "http_dir", "idle_timeout", "include_dir", "keepalive_interval", "keyfile",
     "local_cleansession", "local_clientid", "local_password", "local_username", "log_facility",
-    "log_timestamp_format", "max_inflight_bytes", "max_packet_size", "max_qos", "max_topic_alias",
+    "log_timestamp_format", "max_inflight_bytes",
     "memory_limit", "mount_point", "notification_topic", "notifications",
     "notifications_local_only", "password", "password_file", "per_listener_settings",
     "persistence", "persistence_file", "persistence_location", "pid_file", "plugin", "protocol",
     "psk_file", "psk_hint", "queue_qos0_messages", "remote_clientid", "remote_password",
-    "remote_username", "require_certificate", "restart_timeout", "retain_available",
+    "remote_username", "require_certificate", "restart_timeout",
     "round_robin", "set_tcp_nodelay", "socket_domain", "start_type", "sys_interval", "threshold",
     "tls_engine", "tls_engine_kpass_sha1", "tls_keyform", "tls_version", "topic", "try_private",
     "upgrade_outgoing_qos", "use_identity_as_username", "use_subject_as_username",
@@ -637,6 +641,10 @@ void config_init(struct config *c)
     c->max_queued_bytes = 0;
     c->message_size_limit = 0;
     c->max_keepalive = 65535;
+    c->max_packet_size = 0;
+    c->max_qos = 2;
+    c->max_topic_alias = 10;
+    c->retain_available = true;
     c->persistent_client_expiration = -1;
     c->log_dest = LOG_D_STDERR;
     c->log_type = LOG_T_ERROR | LOG_T_WARNING | LOG_T_NOTICE | LOG_T_INFO;

@@ -59,6 +59,10 @@ struct config {
     uint64_t max_queued_bytes;    /* per client; 0 = unlimited */
     uint32_t message_size_limit;  /* PUBLISH payload bytes; 0 = protocol maximum */
     uint16_t max_keepalive;       /* seconds */
+    uint32_t max_packet_size;     /* whole packets from clients; 0 = MQTT's limit */
+    uint8_t max_qos;              /* highest QoS accepted from MQTT 5 clients */
+    uint16_t max_topic_alias;     /* Topic Alias Maximum announced to MQTT 5 clients */
+    bool retain_available;        /* false: retained PUBLISH refused (0x9A) */
     int64_t persistent_client_expiration; /* seconds; -1 = never */
     uint32_t log_dest;            /* LOG_D_* */
     char *log_file;               /* with LOG_D_FILE */

@@ -379,7 +379,7 @@ static void feed(struct conn *cn, const uint8_t *data, size_t len)
     size_t used = run_packets(cn, data, len, &budget);
     if (cn->closing || used == len)
         return;
-    if (budget == 0)
+    if (budget == 0 && !cn->paused)
         cn->cs->stats.read_yields++;
     if (pb_append(cn, data + used, len - used) < 0) {
         close_conn(cn, -ERR_NOMEM);
@@ -422,6 +422,8 @@ static void on_readable(struct conn *cn)
     uint64_t before = cn->packets;
     feed(cn, cs->rbuf, (size_t)n);
     after_input(cn, before);
+    if (!cn->closing)
+        update_interest(cn); /* a packet may have paused it */
     if (!cn->closing && cn->tp->pending(cn)) {
         cn->read_again = true;
         dl_push(&cs->rep, &cn->rep);
@@ -440,6 +442,8 @@ static void reprocess(struct conn *cn)
         size_t used = run_packets(cn, cn->pb, cn->pb_len, &budget);
         if (cn->closing)
             return;
+        if (budget == 0 && used < cn->pb_len)
+            cn->cs->stats.read_yields++;
         if (used == cn->pb_len) {
             pb_release(cn);
         } else if (used) {

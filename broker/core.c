@@ -5,8 +5,10 @@
 #include "broker/config.h"
 #include "broker/core_priv.h"
 #include "broker/mem.h"
+#include "broker/message.h"
 #include "broker/retain.h"
 #include "broker/topic_tree.h"
+#include "mqtt/error.h"
 
 struct core *core_new(const struct config *cfg, const struct core_io *io)
 {
@@ -44,6 +46,7 @@ void core_free(struct core *core)
     topic_tree_free(core->subs);
     retain_free(core->retained);
     mem_free(NULL, core->targets, core->targets_cap * sizeof(*core->targets));
+    mem_free(NULL, core->heap, core->heap_cap * sizeof(*core->heap));
     mem_free(NULL, core, sizeof(*core));
 }
 
@@ -65,55 +68,155 @@ int core__session_insert(struct core *core, struct session *s)
     return strmap_put(&core->sessions, s->client_id, s->id_len, s);
 }
 
-static void offline_unlink(struct core *core, struct session *s)
+/* ---- deadlines of offline sessions ------------------------------------
+ * A binary min-heap of sessions keyed by their next deadline (expiry or a
+ * delayed will), so the once-a-second tick costs O(log n) per session that
+ * is due, not a walk over every offline session. */
+
+static uint64_t deadline(const struct session *s)
 {
-    if (s->off_prev)
-        s->off_prev->off_next = s->off_next;
-    else if (core->offline_head == s)
-        core->offline_head = s->off_next;
-    if (s->off_next)
-        s->off_next->off_prev = s->off_prev;
-    s->off_prev = s->off_next = NULL;
+    uint64_t d = UINT64_MAX;
+    if (s->expire_at_ms)
+        d = s->expire_at_ms;
+    if (s->will && s->will_at_ms < d)
+        d = s->will_at_ms;
+    return d;
 }
 
-void core__session_destroy(struct core *core, struct session *s)
+static void heap_set(struct core *core, uint32_t i, struct session *s)
 {
-    offline_unlink(core, s);
+    core->heap[i] = s;
+    s->heap_idx = i + 1;
+}
+
+static void heap_up(struct core *core, uint32_t i)
+{
+    struct session *s = core->heap[i];
+    uint64_t d = deadline(s);
+    while (i > 0) {
+        uint32_t parent = (i - 1) / 2;
+        if (deadline(core->heap[parent]) <= d)
+            break;
+        heap_set(core, i, core->heap[parent]);
+        i = parent;
+    }
+    heap_set(core, i, s);
+}
+
+static void heap_down(struct core *core, uint32_t i)
+{
+    struct session *s = core->heap[i];
+    uint64_t d = deadline(s);
+    for (;;) {
+        uint32_t l = 2 * i + 1, r = l + 1, m = i;
+        uint64_t md = d;
+        if (l < core->heap_n && deadline(core->heap[l]) < md)
+            m = l, md = deadline(core->heap[l]);
+        if (r < core->heap_n && deadline(core->heap[r]) < md)
+            m = r;
+        if (m == i)
+            break;
+        heap_set(core, i, core->heap[m]);
+        i = m;
+    }
+    heap_set(core, i, s);
+}
+
+static void heap_remove(struct core *core, struct session *s)
+{
+    if (!s->heap_idx)
+        return;
+    uint32_t i = s->heap_idx - 1;
+    s->heap_idx = 0;
+    struct session *last = core->heap[--core->heap_n];
+    if (last != s) {
+        heap_set(core, i, last);
+        heap_up(core, i);
+        heap_down(core, last->heap_idx - 1);
+    }
+}
+
+/* (Re)files s by its deadline; a session with none leaves the heap. */
+static int heap_update(struct core *core, struct session *s)
+{
+    if (deadline(s) == UINT64_MAX) {
+        heap_remove(core, s);
+        return 0;
+    }
+    if (!s->heap_idx) {
+        if (core->heap_n == core->heap_cap) {
+            uint32_t cap = core->heap_cap ? core->heap_cap * 2 : 64;
+            struct session **v = mem_realloc(NULL, core->heap, core->heap_cap * sizeof(*v),
+                                             cap * sizeof(*v));
+            if (!v)
+                return -ERR_NOMEM;
+            core->heap = v;
+            core->heap_cap = cap;
+        }
+        heap_set(core, core->heap_n++, s);
+    }
+    heap_up(core, s->heap_idx - 1);
+    heap_down(core, s->heap_idx - 1);
+    return 0;
+}
+
+static void publish_will(struct core *core, struct session *s, uint64_t now_ms)
+{
+    struct message *will = s->will;
+    s->will = NULL;
+    router_publish(core, will, now_ms);
+    message_unref(will);
+}
+
+/* Ends a session for good. A delayed will still waiting goes out now: the
+ * session ending comes first [MQTT-3.1.3-9]. */
+void core__session_destroy(struct core *core, struct session *s, uint64_t now_ms)
+{
+    heap_remove(core, s);
     if (strmap_get(&core->sessions, s->client_id, s->id_len) == s)
         strmap_del(&core->sessions, s->client_id, s->id_len);
+    if (s->will)
+        publish_will(core, s, now_ms);
     session_free(s);
 }
 
-/* A session left offline: it ends now (expiry 0), never, or is put on the
- * list core_tick walks. */
+/* A session left offline: it ends now (expiry 0), or waits for its expiry
+ * and delayed will in the heap. */
 void core__session_offline(struct core *core, struct session *s, uint64_t now_ms)
 {
     if (s->expiry_interval == 0) {
-        core__session_destroy(core, s);
+        core__session_destroy(core, s, now_ms);
         return;
     }
-    if (s->expiry_interval == SESSION_NEVER_EXPIRES)
-        return;
-    s->expire_at_ms = now_ms + (uint64_t)s->expiry_interval * 1000;
-    s->off_prev = NULL;
-    s->off_next = core->offline_head;
-    if (core->offline_head)
-        core->offline_head->off_prev = s;
-    core->offline_head = s;
+    s->expire_at_ms = s->expiry_interval == SESSION_NEVER_EXPIRES
+                          ? 0
+                          : now_ms + (uint64_t)s->expiry_interval * 1000;
+    if (heap_update(core, s) < 0) {
+        /* Without a place in the heap it could never expire: end it now
+         * rather than keep it forever. */
+        core__session_destroy(core, s, now_ms);
+    }
 }
 
+/* A client took the session back: no expiry, and a delayed will is
+ * cancelled [MQTT-3.1.3-9]. */
 void core__session_online(struct core *core, struct session *s)
 {
-    offline_unlink(core, s);
+    message_unref(s->will);
+    s->will = NULL;
+    s->expire_at_ms = 0;
+    heap_remove(core, s);
 }
 
 void core_tick(struct core *core, uint64_t now_ms)
 {
-    struct session *s = core->offline_head;
-    while (s) {
-        struct session *next = s->off_next;
-        if (now_ms >= s->expire_at_ms)
-            core__session_destroy(core, s);
-        s = next;
+    while (core->heap_n && deadline(core->heap[0]) <= now_ms) {
+        struct session *s = core->heap[0];
+        if (s->expire_at_ms && s->expire_at_ms <= now_ms) {
+            core__session_destroy(core, s, now_ms);
+            continue;
+        }
+        publish_will(core, s, now_ms);
+        heap_update(core, s); /* only removes or moves down: cannot fail */
     }
 }

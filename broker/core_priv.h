@@ -19,10 +19,9 @@ struct topic_tree;
  * merged: the highest QoS, retain-as-published if any asked, every id. */
 struct route_target {
     struct session *session;
-    uint8_t qos;
     bool retain_as_published;
-    uint8_t n_sub_ids;
-    uint32_t sub_ids[SESSION_MAX_SUB_IDS];
+    bool plain; /* reached through a non-shared subscription too */
+    struct delivery_spec spec;
 };
 
 struct core {
@@ -31,7 +30,8 @@ struct core {
     struct topic_tree *subs;
     struct retain_store *retained;
     struct strmap sessions;       /* client id -> struct session */
-    struct session *offline_head; /* offline sessions that can expire */
+    struct session **heap; /* offline sessions by next deadline */
+    uint32_t heap_n, heap_cap;
     struct core_stats stats;
     uint64_t route_gen;
     struct route_target *targets;
@@ -48,10 +48,14 @@ uint32_t router_publish(struct core *core, struct message *msg, uint64_t now_ms)
 void router_send_retained(struct core *core, struct session *s, const uint8_t *filter,
                           size_t len, uint8_t sub_qos, uint32_t sub_id, uint64_t now_ms);
 
+/* The session's client left: its undelivered messages from shared
+ * subscriptions go to other online members of those groups [MQTT-4.8.2-5]. */
+void router_handoff_shared(struct core *core, struct session *s, uint64_t now_ms);
+
 /* Session table and expiry bookkeeping. */
 struct session *core__session_find(struct core *core, const uint8_t *id, size_t len);
 int core__session_insert(struct core *core, struct session *s);
-void core__session_destroy(struct core *core, struct session *s);
+void core__session_destroy(struct core *core, struct session *s, uint64_t now_ms);
 void core__session_offline(struct core *core, struct session *s, uint64_t now_ms);
 void core__session_online(struct core *core, struct session *s);
 

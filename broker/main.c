@@ -248,6 +248,7 @@ int main(int argc, char **argv)
     log_printf(LOG_T_DEBUG, "Open files limit: %llu.", (unsigned long long)nofile);
 
     int exit_code = 1;
+    bool started = false;
     struct core_io io;
     app.loop = loop_new();
     if (!app.loop)
@@ -273,6 +274,7 @@ int main(int argc, char **argv)
         goto out;
 
     log_printf(LOG_T_NOTICE, "loopbot version %s running", LOOPBOT_VERSION);
+    started = true;
     if (loop_run(app.loop) < 0)
         log_printf(LOG_T_ERROR, "Error: the event loop failed.");
     else
@@ -281,7 +283,7 @@ int main(int argc, char **argv)
     log_loop_stats(&app);
 
 out:
-    if (exit_code)
+    if (!started)
         log_printf(LOG_T_ERROR, "Error: loopbot could not start (%s).",
                    !app.loop ? "event loop" : !app.cs || !app.core ? "out of memory" : "see above");
     app_free(&app);

@@ -54,12 +54,14 @@ static void on_match(void *ctx, struct subscription *sub)
         return;
     }
     uint8_t qos = sub->options & MQTT_SUBOPT_QOS_MASK;
-    if (qos > t->qos)
-        t->qos = qos;
+    if (qos > t->spec.qos)
+        t->spec.qos = qos;
     if (sub->options & MQTT_SUBOPT_RETAIN_AS_PUBLISHED)
         t->retain_as_published = true;
-    if (sub->sub_id && t->n_sub_ids < SESSION_MAX_SUB_IDS)
-        t->sub_ids[t->n_sub_ids++] = sub->sub_id;
+    if (!sub->group)
+        t->plain = true;
+    if (sub->sub_id && t->spec.n_sub_ids < SESSION_MAX_SUB_IDS)
+        t->spec.sub_ids[t->spec.n_sub_ids++] = sub->sub_id;
 }
 
 uint32_t router_publish(struct core *core, struct message *msg, uint64_t now_ms)
@@ -67,7 +69,6 @@ uint32_t router_publish(struct core *core, struct message *msg, uint64_t now_ms)
     if (msg->retain) {
         if (retain_set(core->retained, msg->topic, msg->topic_len, msg) < 0)
             core->stats.messages_dropped++;
-        core->stats.retained_count = retain_count(core->retained);
     }
     core->route_gen++;
     core->ntargets = 0;
@@ -75,11 +76,13 @@ uint32_t router_publish(struct core *core, struct message *msg, uint64_t now_ms)
     topic_tree_match(core->subs, msg->topic, msg->topic_len, on_match, member_online, &rc);
     for (uint32_t i = 0; i < core->ntargets; i++) {
         struct route_target *t = &core->targets[i];
-        uint8_t qos = t->qos < msg->qos ? t->qos : msg->qos;
+        if (msg->qos < t->spec.qos)
+            t->spec.qos = msg->qos;
         /* Without Retain As Published, a forwarded message is not marked
          * retained [MQTT-3.3.1-9]. */
-        bool retain = t->retain_as_published && msg->retain;
-        session_deliver(t->session, msg, qos, retain, t->sub_ids, t->n_sub_ids, now_ms);
+        t->spec.retain = t->retain_as_published && msg->retain;
+        t->spec.shared = !t->plain;
+        session_deliver(t->session, msg, &t->spec, now_ms);
     }
     uint32_t reached = core->ntargets;
     core->ntargets = 0;
@@ -88,23 +91,71 @@ uint32_t router_publish(struct core *core, struct message *msg, uint64_t now_ms)
 
 struct retained_ctx {
     struct session *s;
-    uint8_t qos;
-    uint32_t sub_id;
+    struct delivery_spec spec;
     uint64_t now_ms;
 };
 
 static void on_retained(void *ctx, struct message *msg)
 {
     struct retained_ctx *rc = ctx;
-    uint8_t qos = rc->qos < msg->qos ? rc->qos : msg->qos;
-    /* Sent because of the subscription: retain flag set [MQTT-3.3.1-8]. */
-    session_deliver(rc->s, msg, qos, true, rc->sub_id ? &rc->sub_id : NULL, rc->sub_id ? 1 : 0,
-                    rc->now_ms);
+    struct delivery_spec spec = rc->spec;
+    if (msg->qos < spec.qos)
+        spec.qos = msg->qos;
+    session_deliver(rc->s, msg, &spec, rc->now_ms);
 }
 
 void router_send_retained(struct core *core, struct session *s, const uint8_t *filter,
                           size_t len, uint8_t sub_qos, uint32_t sub_id, uint64_t now_ms)
 {
-    struct retained_ctx rc = {s, sub_qos, sub_id, now_ms};
+    /* Sent because of the subscription: retain flag set [MQTT-3.3.1-8]. */
+    struct retained_ctx rc = {.s = s, .now_ms = now_ms};
+    rc.spec.qos = sub_qos;
+    rc.spec.retain = true;
+    if (sub_id)
+        rc.spec.sub_ids[rc.spec.n_sub_ids++] = sub_id;
     retain_match(core->retained, filter, len, on_retained, &rc);
+}
+
+/* ---- shared subscriptions of a member that went away ------------------ */
+
+struct handoff_ctx {
+    struct core *core;
+    uint64_t now_ms;
+};
+
+static bool other_online(void *ctx, const struct subscription *sub)
+{
+    return sub->owner != ctx && ((const struct session *)sub->owner)->online;
+}
+
+/* Gives one message a departed member held to another member of the same
+ * group that is online; with none online it stays with the member. */
+static void handoff_one(void *ctx, struct session *from, struct message *msg,
+                        const struct delivery_spec *spec)
+{
+    struct handoff_ctx *hc = ctx;
+    struct session *to = NULL;
+    for (uint32_t i = 0; i < from->nsubs && !to; i++) {
+        struct subscription *sub = from->subs[i];
+        if (!sub->group || !topic_tree_group_matches(sub, msg->topic, msg->topic_len))
+            continue;
+        struct subscription *next = topic_tree_group_next(sub, other_online, from);
+        if (next)
+            to = next->owner;
+    }
+    struct delivery_spec moved = *spec;
+    if (to) {
+        moved.n_sub_ids = 0; /* the ids were the old member's */
+        session_deliver(to, msg, &moved, hc->now_ms);
+    } else {
+        moved.shared = false; /* nobody else: keep it, and stop trying */
+        session_deliver(from, msg, &moved, hc->now_ms);
+    }
+    message_unref(msg);
+}
+
+void router_handoff_shared(struct core *core, struct session *s, uint64_t now_ms)
+{
+    struct handoff_ctx hc = {core, now_ms};
+    session_handoff_shared(s, handoff_one, &hc);
 }

@@ -6,6 +6,7 @@
 #include "broker/core_priv.h"
 #include "broker/message.h"
 #include "broker/outq.h"
+#include "broker/topic_alias.h"
 #include "broker/topic_tree.h"
 #include "mqtt/packet.h"
 
@@ -52,6 +53,7 @@ void session_free(struct session *s)
     free_list(s, s->inflight_head);
     free_list(s, s->queue_head);
     mem_free(&s->acct, s->rx_qos2, s->rx_qos2_cap * sizeof(*s->rx_qos2));
+    message_unref(s->will);
     mem_free(NULL, s->client_id, (size_t)s->id_len + 1);
     mem_free(NULL, s, sizeof(*s));
 }
@@ -65,22 +67,23 @@ static void fill_publish(const struct session *s, const struct delivery *d, bool
     p->type = MQTT_PUBLISH;
     struct mqtt_publish *pub = &p->u.publish;
     const struct message *m = d->msg;
-    pub->qos = d->qos;
-    pub->dup = dup && d->qos > 0;
-    pub->retain = d->retain;
+    pub->qos = d->spec.qos;
+    pub->dup = dup && d->spec.qos > 0;
+    pub->retain = d->spec.retain;
     pub->packet_id = d->packet_id;
     pub->topic = (struct mqtt_bytes){m->topic, m->topic_len};
     pub->payload = (struct mqtt_bytes){m->payload, m->payload_len};
     if (s->link.version == MQTT_V5) {
         if (m->expiry_ms) {
+            /* What is left of it, not what was published [MQTT-3.3.2-6]. */
             pub->props.present |= MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY);
             pub->props.message_expiry = message_expiry_left(m, now_ms);
         }
-        if (d->n_sub_ids) {
+        if (d->spec.n_sub_ids) {
             pub->props.present |= MQTT_PROP_BIT(MQTT_PROP_SUBSCRIPTION_ID);
-            pub->props.sub_id = d->sub_ids[0];
-            pub->props.sub_id_count = d->n_sub_ids;
-            pub->props.sub_ids = d->sub_ids;
+            pub->props.sub_id = d->spec.sub_ids[0];
+            pub->props.sub_id_count = d->spec.n_sub_ids;
+            pub->props.sub_ids = d->spec.sub_ids;
         }
         pub->props.verbatim = (struct mqtt_bytes){m->props, m->props_len};
     }
@@ -109,7 +112,26 @@ static int send_delivery(struct session *s, struct delivery *d, bool dup, uint64
 {
     struct mqtt_packet p;
     fill_publish(s, d, dup, now_ms, &p);
-    return send_packet(s, &p);
+    struct topic_alias_table *aliases = s->link.aliases;
+    if (!aliases || !aliases->max)
+        return send_packet(s, &p);
+    /* A topic sent before goes as its alias alone; a new one carries both,
+     * and the alias counts only once that packet is really queued. */
+    bool fresh = false;
+    struct mqtt_publish *pub = &p.u.publish;
+    uint16_t alias = topic_alias_for(aliases, pub->topic.ptr, (uint16_t)pub->topic.len, &fresh);
+    if (alias) {
+        pub->props.present |= MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS);
+        pub->props.topic_alias = alias;
+        if (!fresh)
+            pub->topic.len = 0;
+    }
+    int rc = send_packet(s, &p);
+    /* If remembering fails the table does not advance, and the next send
+     * of this topic maps the same alias again: still correct. */
+    if (rc == 0 && alias && fresh)
+        (void)topic_alias_set(aliases, alias, pub->topic);
+    return rc;
 }
 
 static int send_pubrel(struct session *s, uint16_t packet_id, uint8_t reason)
@@ -187,7 +209,7 @@ static void count_drop(struct session *s)
 static void start_inflight(struct session *s, struct delivery *d, uint64_t now_ms)
 {
     d->packet_id = next_packet_id(s);
-    d->state = d->qos == 1 ? DLV_WAIT_PUBACK : DLV_WAIT_PUBREC;
+    d->state = d->spec.qos == 1 ? DLV_WAIT_PUBACK : DLV_WAIT_PUBREC;
     if (send_delivery(s, d, false, now_ms) < 0) {
         count_drop(s);
         delivery_free(s, d);
@@ -246,23 +268,19 @@ static bool queue_full(const struct session *s, const struct message *msg)
     return false;
 }
 
-int session_deliver(struct session *s, struct message *msg, uint8_t qos, bool retain,
-                    const uint32_t *sub_ids, uint8_t n_sub_ids, uint64_t now_ms)
+int session_deliver(struct session *s, struct message *msg, const struct delivery_spec *spec,
+                    uint64_t now_ms)
 {
     if (message_expired(msg, now_ms)) {
         count_drop(s);
         return -ERR_NOT_FOUND;
     }
-    if (n_sub_ids > SESSION_MAX_SUB_IDS)
-        n_sub_ids = SESSION_MAX_SUB_IDS;
-    if (qos == 0) {
+    if (spec->qos == 0) {
         if (!s->online) {
             count_drop(s); /* QoS 0 is not queued for offline clients */
             return -ERR_NOT_FOUND;
         }
-        struct delivery d = {.msg = msg, .qos = 0, .retain = retain, .n_sub_ids = n_sub_ids};
-        if (n_sub_ids)
-            memcpy(d.sub_ids, sub_ids, n_sub_ids * sizeof(*sub_ids));
+        struct delivery d = {.msg = msg, .spec = *spec};
         int rc = send_delivery(s, &d, false, now_ms);
         if (rc < 0)
             count_drop(s);
@@ -279,16 +297,46 @@ int session_deliver(struct session *s, struct message *msg, uint8_t qos, bool re
         return -ERR_NOMEM;
     }
     d->msg = message_ref(msg);
-    d->qos = qos;
-    d->retain = retain;
-    d->n_sub_ids = n_sub_ids;
-    if (n_sub_ids)
-        memcpy(d->sub_ids, sub_ids, n_sub_ids * sizeof(*sub_ids));
+    d->spec = *spec;
     if (window_open)
         start_inflight(s, d, now_ms);
     else
         queue_push(s, d);
     return 0;
+}
+
+/* Moves the shared deliveries of one list out; returns the new tail. */
+static struct delivery *handoff_list(struct session *s, struct delivery **head, bool inflight,
+                                     session_handoff_fn fn, void *ctx)
+{
+    struct delivery *tail = NULL;
+    struct delivery **pp = head;
+    while (*pp) {
+        struct delivery *d = *pp;
+        /* Past PUBREC the client has the message: it stays ours. */
+        bool movable = d->spec.shared && !(inflight && d->state == DLV_WAIT_PUBCOMP);
+        if (!movable) {
+            tail = d;
+            pp = &d->next;
+            continue;
+        }
+        *pp = d->next;
+        if (inflight) {
+            s->inflight_count--;
+        } else {
+            s->queued_count--;
+            s->queued_bytes -= message_size(d->msg);
+        }
+        fn(ctx, s, d->msg, &d->spec); /* takes the message reference */
+        mem_free(&s->acct, d, sizeof(*d));
+    }
+    return tail;
+}
+
+void session_handoff_shared(struct session *s, session_handoff_fn fn, void *ctx)
+{
+    s->inflight_tail = handoff_list(s, &s->inflight_head, true, fn, ctx);
+    s->queue_tail = handoff_list(s, &s->queue_head, false, fn, ctx);
 }
 
 /* ---- acknowledgements ------------------------------------------------- */

@@ -20,6 +20,7 @@ struct core;
 struct message;
 struct outq;
 struct subscription;
+struct topic_alias_table;
 
 #define SESSION_NEVER_EXPIRES UINT32_MAX
 #define SESSION_MAX_SUB_IDS 4 /* per delivery; more overlapping ids are rare */
@@ -31,15 +32,21 @@ enum delivery_state {
     DLV_WAIT_PUBCOMP, /* QoS 2, PUBREL sent */
 };
 
+/* How one message is to be sent to one session. */
+struct delivery_spec {
+    uint8_t qos;  /* granted: min(subscription, message) */
+    bool retain;  /* the flag as it is to be sent */
+    bool shared;  /* reached only through $share subscriptions */
+    uint8_t n_sub_ids;
+    uint32_t sub_ids[SESSION_MAX_SUB_IDS];
+};
+
 struct delivery {
     struct delivery *next;
     struct message *msg;
     uint16_t packet_id;
-    uint8_t qos; /* granted: min(subscription, message) */
     uint8_t state;
-    bool retain;
-    uint8_t n_sub_ids;
-    uint32_t sub_ids[SESSION_MAX_SUB_IDS];
+    struct delivery_spec spec;
 };
 
 /* The connection a session is attached to while online. */
@@ -49,6 +56,8 @@ struct session_link {
     uint8_t version;
     uint32_t max_packet;   /* client's Maximum Packet Size */
     uint16_t send_window;  /* min(client Receive Maximum, max_inflight_messages) */
+    bool problem_info;     /* client allows reason strings on acks */
+    struct topic_alias_table *aliases; /* outgoing, owned by the client; may be NULL */
 };
 
 struct session {
@@ -74,8 +83,10 @@ struct session {
     uint32_t rx_qos2_count, rx_qos2_cap;
 
     uint32_t expiry_interval; /* seconds once offline; SESSION_NEVER_EXPIRES */
-    uint64_t expire_at_ms;    /* while offline */
-    struct session *off_prev, *off_next;
+    uint64_t expire_at_ms;    /* while offline; 0 = never */
+    struct message *will;     /* a delayed will waiting for will_at_ms */
+    uint64_t will_at_ms;
+    uint32_t heap_idx;        /* 1-based place in the core's deadline heap; 0 = none */
 
     uint64_t route_gen; /* routing: last publish that reached this session */
     uint32_t route_slot;
@@ -93,13 +104,19 @@ void session_attach(struct session *s, const struct session_link *link, bool res
                     uint64_t now_ms);
 void session_detach(struct session *s);
 
-/* One message for this session, at qos (already min'ed with the
- * subscription), retain flag as it should be sent, and the matching
- * subscription identifiers. Returns 0, or a negative error when the message
- * was dropped (queue full, too large for the client, out of memory); drops
- * are counted in the core's stats. */
-int session_deliver(struct session *s, struct message *msg, uint8_t qos, bool retain,
-                    const uint32_t *sub_ids, uint8_t n_sub_ids, uint64_t now_ms);
+/* One message for this session, as spec says. Returns 0, or a negative
+ * error when the message was dropped (queue full, too large for the
+ * client, out of memory); drops are counted in the core's stats. */
+int session_deliver(struct session *s, struct message *msg, const struct delivery_spec *spec,
+                    uint64_t now_ms);
+
+/* The session's client went away: hands each QoS 1/2 message that reached
+ * it only through a shared subscription, and that the client has not yet
+ * received for sure (queued, or sent without PUBACK/PUBREC), to fn, which
+ * takes the reference; the session forgets them [MQTT-4.8.2-5]. */
+typedef void (*session_handoff_fn)(void *ctx, struct session *from, struct message *msg,
+                                   const struct delivery_spec *spec);
+void session_handoff_shared(struct session *s, session_handoff_fn fn, void *ctx);
 
 /* Acknowledgements from the client. Return 0, or a negative error for a
  * protocol violation the caller should close on. */

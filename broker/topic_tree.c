@@ -4,6 +4,7 @@
 
 #include "broker/mem.h"
 #include "mqtt/error.h"
+#include "mqtt/packet.h"
 
 /* ---- Children of one level (shared with retain.c) ------------------------ */
 
@@ -558,6 +559,22 @@ void topic_tree_remove(struct topic_tree *t, struct subscription *sub)
     prune(t, n);
 }
 
+/* The next member in round-robin turn that member_ok accepts (the turn
+ * moves past it), or NULL when it accepts none (the turn stays). */
+static struct subscription *group_pick(struct share_group *g, topic_member_ok_fn member_ok,
+                                       void *ctx)
+{
+    struct subscription *start = g->cursor ? g->cursor : g->members, *m = start;
+    do {
+        if (!member_ok || member_ok(ctx, m)) {
+            g->cursor = m->next;
+            return m;
+        }
+        m = m->next ? m->next : g->members;
+    } while (m != start);
+    return NULL;
+}
+
 /* Every plain subscription of n, then one member of each of its groups. */
 static void deliver(struct topic_node *n, topic_match_fn fn, topic_member_ok_fn member_ok,
                     void *ctx)
@@ -567,15 +584,15 @@ static void deliver(struct topic_node *n, topic_match_fn fn, topic_member_ok_fn 
         fn(ctx, s);
     }
     for (struct share_group *g = n->groups; g; g = g->next) {
-        struct subscription *start = g->cursor ? g->cursor : g->members, *m = start;
-        do {
-            if (!member_ok || member_ok(ctx, m)) {
-                g->cursor = m->next;
-                fn(ctx, m);
-                break;
-            }
-            m = m->next ? m->next : g->members;
-        } while (m != start);
+        struct subscription *pick = group_pick(g, member_ok, ctx);
+        /* No member may take it now (all offline): the next in turn gets
+         * it anyway, so a persistent member queues QoS 1/2 messages rather
+         * than the group losing them. */
+        if (!pick) {
+            pick = g->cursor ? g->cursor : g->members;
+            g->cursor = pick->next;
+        }
+        fn(ctx, pick);
     }
 }
 
@@ -641,4 +658,18 @@ size_t topic_tree_count(const struct topic_tree *t)
 size_t topic_tree_memory(const struct topic_tree *t)
 {
     return t ? t->bytes : 0;
+}
+
+bool topic_tree_group_matches(const struct subscription *sub, const uint8_t *topic, size_t len)
+{
+    struct mqtt_bytes group, inner;
+    if (mqtt_share_split(sub->filter, sub->filter_len, &group, &inner) != 1)
+        return false;
+    return mqtt_topic_matches(inner.ptr, inner.len, topic, len);
+}
+
+struct subscription *topic_tree_group_next(struct subscription *sub, topic_member_ok_fn member_ok,
+                                           void *ctx)
+{
+    return sub->group ? group_pick(sub->group, member_ok, ctx) : NULL;
 }

@@ -47,11 +47,18 @@ void topic_tree_remove(struct topic_tree *t, struct subscription *sub);
 /* Calls fn once for every plain subscription whose filter matches topic
  * (so an owner with overlapping filters is called once per filter), and once
  * per matching shared group with one member chosen round-robin among those
- * member_ok accepts (a group with none is skipped). Filters starting with a
+ * member_ok accepts (when it accepts none, the next member in turn). Filters starting with a
  * wildcard do not match topics starting with '$' [MQTT-4.7.2-1]. fn must not
  * add or remove subscriptions. */
 void topic_tree_match(struct topic_tree *t, const uint8_t *topic, size_t len, topic_match_fn fn,
                       topic_member_ok_fn member_ok, void *ctx);
+
+/* For a $share subscription: whether its filter matches topic, and the
+ * next member of its group (in the same round-robin turn as matching) that
+ * member_ok accepts, or NULL. */
+bool topic_tree_group_matches(const struct subscription *sub, const uint8_t *topic, size_t len);
+struct subscription *topic_tree_group_next(struct subscription *sub, topic_member_ok_fn member_ok,
+                                           void *ctx);
 
 size_t topic_tree_count(const struct topic_tree *t); /* subscriptions */
 size_t topic_tree_memory(const struct topic_tree *t); /* bytes held */

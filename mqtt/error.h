@@ -11,7 +11,6 @@
 #define MQTT_ERROR_MAP(X)                                                                   \
     /* codec: framing */                                                                    \
     X(VARINT_OVERLONG, 0x81, "variable byte integer longer than 4 bytes [MQTT-1.5.5-1]")    \
-    X(VARINT_NOT_MINIMAL, 0x81, "variable byte integer not in its shortest form [MQTT-1.5.5-1]") \
     X(TRUNCATED, 0x81, "packet ends inside a field [MQTT-2.1.4]")                          \
     X(TRAILING_BYTES, 0x81, "bytes left after the last field of the packet [MQTT-2.1.4]")  \
     X(RESERVED_TYPE, 0x81, "packet type 0 is reserved [MQTT-2.1.2]")                       \

@@ -279,6 +279,9 @@ int mqtt_props_encode(const struct mqtt_props *props, uint8_t *buf, size_t cap);
 int mqtt_utf8_validate(const uint8_t *s, size_t len);       /* 0 or -ERR_UTF8_* */
 int mqtt_topic_name_validate(const uint8_t *s, size_t len);  /* for PUBLISH */
 int mqtt_topic_filter_validate(const uint8_t *s, size_t len); /* for SUBSCRIBE */
+/* Whether a topic name matches a (plain, validated) topic filter, with the
+ * '$' rule [MQTT-4.7]. */
+bool mqtt_topic_matches(const uint8_t *filter, size_t flen, const uint8_t *topic, size_t tlen);
 /* "$share/{group}/{filter}": returns 1 and the two parts, 0 if the filter is
  * not shared (group and filter left untouched), or -ERR_SHARE_INVALID. */
 int mqtt_share_split(const uint8_t *s, size_t len, struct mqtt_bytes *group,

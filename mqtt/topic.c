@@ -82,3 +82,34 @@ int mqtt_share_split(const uint8_t *s, size_t len, struct mqtt_bytes *group,
     }
     return 1;
 }
+
+bool mqtt_topic_matches(const uint8_t *filter, size_t flen, const uint8_t *topic, size_t tlen)
+{
+    /* [MQTT-4.7.2-1]: a leading wildcard does not match a '$' topic. */
+    if (tlen && topic[0] == '$' && flen && (filter[0] == '+' || filter[0] == '#'))
+        return false;
+    size_t f = 0, t = 0;
+    for (;;) {
+        size_t fe = f, te = t;
+        while (fe < flen && filter[fe] != '/')
+            fe++;
+        if (fe - f == 1 && filter[f] == '#')
+            return true; /* matches this level and everything below, or nothing */
+        while (te < tlen && topic[te] != '/')
+            te++;
+        bool level_ok = (fe - f == 1 && filter[f] == '+') ||
+                        (fe - f == te - t && memcmp(filter + f, topic + t, fe - f) == 0);
+        if (!level_ok)
+            return false;
+        bool f_end = fe >= flen, t_end = te >= tlen;
+        if (f_end && t_end)
+            return true;
+        if (t_end)
+            /* "a/#" also matches "a" [MQTT-4.7.1-2] */
+            return flen - fe == 2 && filter[fe + 1] == '#';
+        if (f_end)
+            return false;
+        f = fe + 1;
+        t = te + 1;
+    }
+}

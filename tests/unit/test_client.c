@@ -50,12 +50,8 @@ static struct fake_conn conns[8];
 
 static void base_config(void)
 {
-    memset(&cfg, 0, sizeof(cfg));
+    config_init(&cfg); /* mosquitto's defaults */
     cfg.allow_anonymous = true;
-    cfg.max_inflight_messages = 20;
-    cfg.max_queued_messages = 1000;
-    cfg.max_keepalive = 65535;
-    cfg.persistent_client_expiration = -1;
 }
 
 static int setup(void **state)
