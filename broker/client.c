@@ -39,6 +39,9 @@ struct client {
     struct message *will;
     struct topic_alias_table alias_in, alias_out;
     char *peer;
+    const struct listener_config *lc;
+    char *identity; /* from the transport; the username when set */
+    char *username; /* as authenticated, for ACL checks; NULL = anonymous */
 };
 
 /* The largest incoming packet when message_size_limit is set: the payload
@@ -47,7 +50,8 @@ struct client {
 #define PACKET_OVERHEAD_MAX (5 + 2 + 65535 + 2 + 4 + 65536)
 #define PROTOCOL_MAX_PACKET (268435455u + 5u)
 
-struct client *client_new(struct core *core, void *conn, const char *peer, uint64_t now_ms)
+struct client *client_new(struct core *core, void *conn, const char *peer,
+                          const struct listener_config *lc, uint64_t now_ms)
 {
     (void)now_ms;
     struct client *c = mem_calloc(NULL, sizeof(*c));
@@ -55,6 +59,7 @@ struct client *client_new(struct core *core, void *conn, const char *peer, uint6
         return NULL;
     c->core = core;
     c->conn = conn;
+    c->lc = lc;
     c->peer = mem_strndup(NULL, peer ? peer : "?", peer ? strlen(peer) : 1);
     if (!c->peer) {
         mem_free(NULL, c, sizeof(*c));
@@ -63,6 +68,16 @@ struct client *client_new(struct core *core, void *conn, const char *peer, uint6
     outq_init(&c->out, &c->acct);
     c->problem_info = true;
     return c;
+}
+
+int client_set_identity(struct client *c, const char *identity)
+{
+    char *copy = mem_strndup(NULL, identity, strlen(identity));
+    if (!copy)
+        return -ERR_NOMEM;
+    mem_strfree(NULL, c->identity);
+    c->identity = copy;
+    return 0;
 }
 
 struct outq *client_outq(struct client *c)
@@ -813,6 +828,8 @@ void client_free(struct client *c, int err, uint64_t now_ms)
     }
     topic_alias_clear(&c->alias_in);
     topic_alias_clear(&c->alias_out);
+    mem_strfree(NULL, c->identity);
+    mem_strfree(NULL, c->username);
     outq_clear(&c->out);
     mem_strfree(NULL, c->peer);
     mem_free(NULL, c, sizeof(*c));

@@ -13,10 +13,19 @@
 
 struct core;
 struct client;
+struct listener_config;
 struct outq;
 
-/* conn: the glue's handle, passed back in core_io callbacks. */
-struct client *client_new(struct core *core, void *conn, const char *peer, uint64_t now_ms);
+/* conn: the glue's handle, passed back in core_io callbacks. lc: the
+ * listener it came in on (its security settings apply), or NULL. */
+struct client *client_new(struct core *core, void *conn, const char *peer,
+                          const struct listener_config *lc, uint64_t now_ms);
+
+/* The transport authenticated the peer (TLS client certificate with
+ * use_identity_as_username / use_subject_as_username, or a TLS-PSK
+ * identity): that identity becomes the username, and CONNECT's own username
+ * and password are ignored, as in mosquitto. Call before any packet. */
+int client_set_identity(struct client *c, const char *identity);
 
 /* One whole packet. Returns 0 to go on, or a negative error: the glue must
  * then flush the out-queue (which may now hold a CONNACK or DISCONNECT with

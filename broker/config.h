@@ -33,12 +33,41 @@ enum {
     LOG_D_TOPIC = 1 << 4,
 };
 
+struct auth;
+
+/* Who may connect and what they may do: global, or per listener when
+ * per_listener_settings is true (mosquitto's rule). */
+struct security_config {
+    bool allow_anonymous;
+    bool allow_anonymous_set; /* set explicitly in the file */
+    char *password_file;      /* mosquitto_passwd format; NULL = none */
+    char *acl_file;           /* mosquitto ACL format; NULL = none */
+    char *psk_file;           /* "identity:hexkey" lines; NULL = none */
+};
+
+/* TLS of one listener (mosquitto's listener TLS options). TLS is on when
+ * certfile/keyfile or psk_hint is set. */
+struct tls_config {
+    char *cafile, *capath, *certfile, *keyfile, *crlfile;
+    char *ciphers;      /* mosquitto/OpenSSL-style list; NULL = library defaults */
+    char *tls_version;  /* "tlsv1.2", "tlsv1.3"; NULL = 1.2 and up */
+    char *psk_hint;
+    bool require_certificate;
+    bool use_identity_as_username;
+    bool use_subject_as_username;
+};
+
 struct listener_config {
     struct listener_config *next;
     char *bind_address; /* NULL = all addresses (IPv4 and IPv6) */
     uint16_t port;
     uint32_t max_connections; /* 0 = unlimited */
     int line;            /* where it was defined, for messages; 0 = not from a file */
+    struct tls_config tls;
+    struct security_config sec; /* used when per_listener_settings is true */
+    /* Runtime, not parsed: the loaded password file and ACL this listener
+     * uses when per_listener_settings is true (else NULL: the core's). */
+    struct auth *auth;
 };
 
 /* Something the operator should hear about that does not stop start-up (a
@@ -51,8 +80,11 @@ struct config_warning {
 
 struct config {
     struct listener_config *listeners; /* in file order */
-    bool allow_anonymous;
+    bool per_listener_settings;
+    bool allow_anonymous;         /* global security (per_listener_settings false) */
     bool allow_anonymous_set;     /* set explicitly in the file */
+    struct security_config sec;   /* global password_file, acl_file, psk_file;
+                                   * sec.allow_anonymous mirrors allow_anonymous */
     uint32_t max_connections;     /* 0 = unlimited (mosquitto's -1) */
     uint16_t max_inflight_messages; /* per client, outgoing QoS 1/2; 0 = unlimited (65535) */
     uint32_t max_queued_messages; /* per client; 0 = unlimited */

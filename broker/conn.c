@@ -751,7 +751,8 @@ int conn_accept(struct conn_set *cs, int fd, const char *peer, struct listener *
     cn->io = loop_io_add(cs->loop, fd, "conn", on_io, cn);
     cn->timer = loop_timer_new(cs->loop, "keepalive", on_timer, cn);
     if (cn->io && cn->timer)
-        cn->client = client_new(cs->core, cn, peer, loop_now_ms(cs->loop));
+        cn->client = client_new(cs->core, cn, peer, lst ? listener_config_of(lst) : NULL,
+                                loop_now_ms(cs->loop));
     if (!cn->client || loop_io_set(cn->io, LOOP_READ) < 0 ||
         loop_timer_start(cn->timer, CONN_CONNECT_TIMEOUT_MS, false) < 0) {
         client_free(cn->client, -ERR_NOMEM, loop_now_ms(cs->loop));

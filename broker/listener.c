@@ -19,6 +19,7 @@
 
 struct listener {
     struct listener_set *ls;
+    const struct listener_config *cfg;
     uint16_t port;
     uint32_t max; /* 0 = unlimited */
     uint64_t count;
@@ -177,6 +178,7 @@ struct listener_set *listener_set_new(struct loop *loop, struct conn_set *cs,
     for (const struct listener_config *lc = cfg->listeners; lc; lc = lc->next, i++) {
         struct listener *l = &ls->lst[i];
         l->ls = ls;
+        l->cfg = lc;
         l->port = lc->port;
         l->max = lc->max_connections;
         if (!lc->bind_address) {
@@ -242,6 +244,11 @@ void listener_conn_closed(struct listener *l)
         return;
     l->count--;
     l->ls->stats.current--;
+}
+
+const struct listener_config *listener_config_of(const struct listener *l)
+{
+    return l->cfg;
 }
 
 uint16_t listener_port(const struct listener *l)

@@ -48,5 +48,7 @@ size_t listener_socket_count(const struct listener_set *ls);
 /* A connection accepted on l was closed (conn.c calls this; NULL is fine). */
 void listener_conn_closed(struct listener *l);
 uint16_t listener_port(const struct listener *l);
+/* The configuration the listener was made from. */
+const struct listener_config *listener_config_of(const struct listener *l);
 
 #endif

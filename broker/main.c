@@ -203,7 +203,8 @@ int main(int argc, char **argv)
         }
     }
     /* mosquitto 2.x local only mode: no listener configured means loopback
-     * only, with anonymous clients allowed unless the file says otherwise. */
+     * only, with anonymous clients allowed (mosquitto 2.0 allows them there
+     * even when the file says allow_anonymous false). */
     bool local_only = app.cfg.listeners == NULL;
     if (nports == 0 && local_only)
         ports[nports++] = DEFAULT_PORT;
@@ -222,7 +223,7 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    if (local_only && !app.cfg.allow_anonymous_set)
+    if (local_only)
         app.cfg.allow_anonymous = true;
     if (verbose)
         app.cfg.log_type = LOG_T_ALL;
@@ -242,6 +243,8 @@ int main(int argc, char **argv)
         log_printf(LOG_T_NOTICE, "Create a configuration file which defines a listener to allow "
                                  "remote access.");
     }
+    for (const struct config_warning *w = app.cfg.warnings; w; w = w->next)
+        log_printf(LOG_T_WARNING, "Warning: %s", w->text);
     if (nofile_rc < 0)
         log_printf(LOG_T_WARNING, "Warning: Unable to raise the open files limit: %s.",
                    strerror(-nofile_rc));

@@ -791,3 +791,84 @@ def assert_broker_works(tc, port, version=4):
     finally:
         s.close()
         p.close()
+
+
+# --------------------------------------------------------------------------
+# Additions for test_mqtt5.py (MQTT 5 server features)
+# --------------------------------------------------------------------------
+
+def unsubscribe_packet(mid, filters, version=4, properties=()):
+    body = struct.pack("!H", mid)
+    if version == 5:
+        body += props(properties)
+    for f in filters:
+        body += mstr(f)
+    return packet(UNSUBSCRIBE, 2, body)
+
+
+def disconnect_packet_props(reason=0, properties=()):
+    """v5 DISCONNECT with a reason code and properties."""
+    return packet(DISCONNECT, 0, bytes([reason]) + props(properties))
+
+
+def auth_packet(reason=0x18, properties=()):
+    """v5 AUTH (0x18 Continue authentication, 0x19 Re-authenticate)."""
+    return packet(AUTH, 0, bytes([reason]) + props(properties))
+
+
+def parse_props_list(buf, pos=0):
+    """Like parse_props, but every property as (name, value) in wire order,
+    so repeated ones (Subscription Identifier, User Property) are all kept."""
+    n, pos = decode_varint(buf, pos)
+    end = pos + n
+    out = []
+    while pos < end:
+        pid = buf[pos]
+        pos += 1
+        name, t = PROPS.get(pid, ("0x%02x" % pid, None))
+        if t == P_BYTE:
+            v = buf[pos]; pos += 1
+        elif t == P_U16:
+            v = struct.unpack_from("!H", buf, pos)[0]; pos += 2
+        elif t == P_U32:
+            v = struct.unpack_from("!I", buf, pos)[0]; pos += 4
+        elif t == P_VARINT:
+            v, pos = decode_varint(buf, pos)
+        elif t in (P_STR, P_BIN):
+            ln = struct.unpack_from("!H", buf, pos)[0]
+            v = bytes(buf[pos + 2:pos + 2 + ln]); pos += 2 + ln
+        elif t == P_PAIR:
+            l1 = struct.unpack_from("!H", buf, pos)[0]
+            k = bytes(buf[pos + 2:pos + 2 + l1]); pos += 2 + l1
+            l2 = struct.unpack_from("!H", buf, pos)[0]
+            v = (k, bytes(buf[pos + 2:pos + 2 + l2])); pos += 2 + l2
+        else:
+            raise ValueError("unknown property 0x%02x" % pid)
+        out.append((name, v))
+    return out, end
+
+
+def publish_props_list(pkt):
+    """All properties of a v5 PUBLISH packet, in wire order."""
+    qos = (pkt.flags >> 1) & 3
+    tl = struct.unpack_from("!H", pkt.body, 0)[0]
+    pos = 2 + tl + (2 if qos else 0)
+    return parse_props_list(pkt.body, pos)[0]
+
+
+def disconnect_info(pkt):
+    """(reason code, props dict) of a v5 DISCONNECT packet."""
+    if not pkt.body:
+        return 0, {}
+    p = {}
+    if len(pkt.body) > 1:
+        p, _ = parse_props(pkt.body, 1)
+    return pkt.body[0], p
+
+
+def read_until_closed(client, timeout=3.0):
+    """Reads packets until the peer closes (or timeout). Returns (closed,
+    packets, the first DISCONNECT or None)."""
+    closed, pkts = client.wait_closed(timeout)  # stashed packets come first
+    disc = next((p for p in pkts if p.type == DISCONNECT), None)
+    return closed, pkts, disc

@@ -85,7 +85,7 @@ static struct fake_conn *try_open(int i)
 {
     struct fake_conn *fc = &conns[i];
     memset(fc, 0, sizeof(*fc));
-    fc->c = client_new(core, fc, "127.0.0.1:1", now);
+    fc->c = client_new(core, fc, "127.0.0.1:1", NULL, now);
     return fc->c ? fc : NULL;
 }
 
