@@ -652,6 +652,262 @@ static void test_message_size_limit(void **state)
     expect_publish(sub, "t", "ok", 1, NULL);
 }
 
+
+/* ---- MQTT 5 features -------------------------------------------------- */
+
+static int publish_props(struct fake_conn *fc, const char *topic, const char *payload, uint8_t qos,
+                         uint16_t packet_id, const struct mqtt_props *props)
+{
+    struct mqtt_packet p = {.type = MQTT_PUBLISH};
+    p.u.publish.qos = qos;
+    p.u.publish.packet_id = packet_id;
+    p.u.publish.topic = (struct mqtt_bytes){(const uint8_t *)topic, (uint32_t)strlen(topic)};
+    p.u.publish.payload = (struct mqtt_bytes){(const uint8_t *)payload, (uint32_t)strlen(payload)};
+    p.u.publish.props = *props;
+    return send_pkt(fc, &p);
+}
+
+static void test_topic_alias_from_client(void **state)
+{
+    (void)state;
+    struct fake_conn *sub = connect_as(0, MQTT_V311, "sub", true, false);
+    subscribe(sub, "a/#", 0, 0);
+    struct fake_conn *pub = connect_as(1, MQTT_V5, "pub", true, false);
+    struct mqtt_props props = {.present = MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS), .topic_alias = 1};
+    assert_int_equal(publish_props(pub, "a/b", "1", 0, 0, &props), 0);
+    assert_int_equal(publish_props(pub, "", "2", 0, 0, &props), 0);
+    expect_publish(sub, "a/b", "1", 0, NULL);
+    expect_publish(sub, "a/b", "2", 0, NULL); /* resolved through the alias */
+    props.topic_alias = 2; /* never set */
+    assert_int_equal(publish_props(pub, "", "3", 0, 0, &props), -ERR_TOPIC_ALIAS_INVALID);
+    struct mqtt_packet d;
+    expect_type(pub, MQTT_DISCONNECT, &d);
+    assert_int_equal(d.u.reason.reason, 0x94);
+    assert_true(d.u.reason.props.present & MQTT_PROP_BIT(MQTT_PROP_REASON_STRING));
+}
+
+static void test_topic_alias_above_maximum(void **state)
+{
+    (void)state;
+    struct fake_conn *pub = connect_as(0, MQTT_V5, "pub", true, false);
+    struct mqtt_props props = {.present = MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS),
+                               .topic_alias = (uint16_t)(cfg.max_topic_alias + 1)};
+    assert_int_equal(publish_props(pub, "a", "x", 0, 0, &props), -ERR_TOPIC_ALIAS_INVALID);
+    struct fake_conn *pub2 = connect_as(1, MQTT_V5, "pub2", true, false);
+    struct mqtt_props none = {0};
+    assert_int_equal(publish_props(pub2, "", "x", 0, 0, &none), -ERR_PROTOCOL);
+}
+
+static void test_topic_alias_to_client(void **state)
+{
+    (void)state;
+    struct fake_conn *sub = open_conn(0);
+    sub->version = MQTT_V5;
+    struct mqtt_packet p = connect_pkt(MQTT_V5, "sub", true);
+    p.u.connect.props.present |= MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS_MAX);
+    p.u.connect.props.topic_alias_max = 5;
+    assert_int_equal(send_pkt(sub, &p), 0);
+    struct mqtt_packet a, m;
+    expect_type(sub, MQTT_CONNACK, &a);
+    subscribe(sub, "t/#", 0, 0);
+    struct fake_conn *pub = connect_as(1, MQTT_V311, "pub", true, false);
+    assert_int_equal(publish(pub, "t/one", "1", 0, false, 0), 0);
+    assert_int_equal(publish(pub, "t/one", "2", 0, false, 0), 0);
+    expect_publish(sub, "t/one", "1", 0, &m);
+    assert_true(m.u.publish.props.present & MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS));
+    uint16_t alias = m.u.publish.props.topic_alias;
+    assert_true(alias >= 1 && alias <= 5);
+    expect_type(sub, MQTT_PUBLISH, &m);
+    assert_int_equal(m.u.publish.topic.len, 0);
+    assert_int_equal(m.u.publish.props.topic_alias, alias);
+    /* a client that did not ask for aliases never gets one */
+    struct fake_conn *plain = connect_as(2, MQTT_V5, "plain", true, false);
+    subscribe(plain, "t/#", 0, 0);
+    assert_int_equal(publish(pub, "t/one", "3", 0, false, 0), 0);
+    expect_publish(plain, "t/one", "3", 0, &m);
+    assert_false(m.u.publish.props.present & MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS));
+}
+
+static struct fake_conn *connect_with_will(int i, const char *id, uint32_t expiry, uint32_t delay)
+{
+    struct fake_conn *fc = open_conn(i);
+    fc->version = MQTT_V5;
+    struct mqtt_packet p = connect_pkt(MQTT_V5, id, false);
+    p.u.connect.props.present |= MQTT_PROP_BIT(MQTT_PROP_SESSION_EXPIRY);
+    p.u.connect.props.session_expiry = expiry;
+    set_will(&p, "wills/x", id);
+    p.u.connect.will_props.present |= MQTT_PROP_BIT(MQTT_PROP_WILL_DELAY);
+    p.u.connect.will_props.will_delay = delay;
+    assert_int_equal(send_pkt(fc, &p), 0);
+    struct mqtt_packet a;
+    expect_type(fc, MQTT_CONNACK, &a);
+    return fc;
+}
+
+static void test_will_delay(void **state)
+{
+    (void)state;
+    struct fake_conn *watch = connect_as(0, MQTT_V311, "watch", true, false);
+    subscribe(watch, "wills/#", 0, 0);
+    struct fake_conn *w = connect_with_will(1, "dev", 60, 5);
+    close_conn(w, -ERR_IO);
+    now += 4000;
+    core_tick(core, now);
+    expect_nothing(watch);
+    now += 2000;
+    core_tick(core, now);
+    expect_publish(watch, "wills/x", "dev", 0, NULL);
+
+    /* reconnecting within the delay cancels it */
+    w = connect_with_will(1, "dev2", 60, 5);
+    close_conn(w, -ERR_IO);
+    now += 2000;
+    core_tick(core, now);
+    struct mqtt_packet p = connect_pkt(MQTT_V5, "dev2", false);
+    w = open_conn(1);
+    w->version = MQTT_V5;
+    assert_int_equal(send_pkt(w, &p), 0);
+    now += 10000;
+    core_tick(core, now);
+    expect_nothing(watch);
+
+    /* the session ending first publishes it then */
+    w = connect_with_will(2, "dev3", 2, 10);
+    close_conn(w, -ERR_IO);
+    now += 3000;
+    core_tick(core, now);
+    expect_publish(watch, "wills/x", "dev3", 0, NULL);
+    assert_null(core__session_find(core, (const uint8_t *)"dev3", 4));
+}
+
+static void test_shared_subscription_handoff(void **state)
+{
+    (void)state;
+    struct fake_conn *a = connect_as(0, MQTT_V5, "a", true, false);
+    struct fake_conn *b = connect_as(1, MQTT_V5, "b", true, false);
+    subscribe(a, "$share/g/s/#", 1, 1);
+    subscribe(b, "$share/g/s/#", 1, 1);
+    struct fake_conn *pub = connect_as(2, MQTT_V311, "pub", true, false);
+    struct mqtt_packet m, puback;
+    for (int i = 0; i < 4; i++) {
+        char payload[4];
+        snprintf(payload, sizeof(payload), "m%d", i);
+        assert_int_equal(publish(pub, "s/1", payload, 1, false, (uint16_t)(i + 1)), 0);
+        expect_type(pub, MQTT_PUBACK, &puback);
+    }
+    int got_a = 0, got_b = 0;
+    while (next_pkt(a, &m))
+        got_a++; /* a never acknowledges */
+    while (next_pkt(b, &m)) {
+        got_b++;
+        assert_int_equal(ack(b, MQTT_PUBACK, m.u.publish.packet_id), 0);
+    }
+    assert_int_equal(got_a, 2);
+    assert_int_equal(got_b, 2);
+    close_conn(a, -ERR_IO);
+    /* a's two unacknowledged messages go to b */
+    int moved = 0;
+    while (next_pkt(b, &m)) {
+        assert_int_equal(m.type, MQTT_PUBLISH);
+        moved++;
+    }
+    assert_int_equal(moved, 2);
+}
+
+static void test_server_limits(void **state)
+{
+    (void)state;
+    cfg.max_qos = 1;
+    cfg.max_packet_size = 1000;
+    struct fake_conn *c = open_conn(0);
+    c->version = MQTT_V5;
+    struct mqtt_packet p = connect_pkt(MQTT_V5, "lim", true);
+    assert_int_equal(send_pkt(c, &p), 0);
+    struct mqtt_packet a;
+    expect_type(c, MQTT_CONNACK, &a);
+    const struct mqtt_props *ap = &a.u.connack.props;
+    assert_true(ap->present & MQTT_PROP_BIT(MQTT_PROP_MAX_QOS));
+    assert_int_equal(ap->max_qos, 1);
+    assert_true(ap->present & MQTT_PROP_BIT(MQTT_PROP_RECEIVE_MAX));
+    assert_int_equal(ap->receive_max, 20);
+    assert_int_equal(ap->topic_alias_max, 10);
+    assert_int_equal(ap->max_packet_size, 1000);
+    assert_int_equal(ap->retain_available, 1);
+    assert_int_equal(ap->shared_sub_available, 1);
+    assert_int_equal(client_max_packet_in(c->c), 1000);
+    subscribe(c, "t", 2, 1); /* granted at most the server's maximum */
+    assert_int_equal(publish(c, "t", "x", 2, false, 1), -ERR_QOS_NOT_SUPPORTED);
+    expect_type(c, MQTT_DISCONNECT, &a);
+    assert_int_equal(a.u.reason.reason, 0x9B);
+}
+
+static void test_forwarded_expiry_is_reduced(void **state)
+{
+    (void)state;
+    struct fake_conn *sub = connect_as(0, MQTT_V5, "hub", false, false);
+    subscribe(sub, "t", 1, 1);
+    close_conn(sub, -ERR_PEER_CLOSED);
+    struct fake_conn *pub = connect_as(1, MQTT_V5, "pub", true, false);
+    struct mqtt_props props = {.present = MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY),
+                               .message_expiry = 10};
+    assert_int_equal(publish_props(pub, "t", "soon", 1, 1, &props), 0);
+    props.message_expiry = 2;
+    assert_int_equal(publish_props(pub, "t", "gone", 1, 2, &props), 0);
+    now += 3000;
+    sub = connect_as(0, MQTT_V5, "hub", false, true);
+    struct mqtt_packet m;
+    expect_publish(sub, "t", "soon", 1, &m);
+    assert_true(m.u.publish.props.present & MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY));
+    assert_int_equal(m.u.publish.props.message_expiry, 7);
+    expect_nothing(sub); /* "gone" expired while queued */
+}
+
+static void test_subscription_ids_and_user_properties(void **state)
+{
+    (void)state;
+    struct fake_conn *sub = connect_as(0, MQTT_V5, "sub", true, false);
+    struct mqtt_bytes f = {(const uint8_t *)"r/#", 3};
+    uint8_t opt = 0;
+    struct mqtt_packet s = {.type = MQTT_SUBSCRIBE, .flags = 2};
+    s.u.subscribe.packet_id = 3;
+    s.u.subscribe.count = 1;
+    s.u.subscribe.filters = &f;
+    s.u.subscribe.options = &opt;
+    s.u.subscribe.props.present = MQTT_PROP_BIT(MQTT_PROP_SUBSCRIPTION_ID);
+    s.u.subscribe.props.sub_id = 42;
+    assert_int_equal(send_pkt(sub, &s), 0);
+    struct mqtt_packet a, m;
+    expect_type(sub, MQTT_SUBACK, &a);
+
+    /* a publish with user properties and a response topic, as raw props */
+    struct fake_conn *pub = connect_as(1, MQTT_V5, "pub", true, false);
+    uint8_t raw[64];
+    struct mqtt_props up = {.present = MQTT_PROP_BIT(MQTT_PROP_RESPONSE_TOPIC) |
+                                       MQTT_PROP_BIT(MQTT_PROP_CORRELATION_DATA),
+                            .response_topic = {(const uint8_t *)"reply", 5},
+                            .correlation_data = {(const uint8_t *)"\x01\x02", 2}};
+    static const uint8_t users[] = {0x26, 0, 1, 'k', 0, 1, '1', 0x26, 0, 1, 'k', 0, 1, '2'};
+    up.verbatim = (struct mqtt_bytes){users, sizeof(users)};
+    int n = mqtt_props_encode(&up, raw, sizeof(raw));
+    assert_true(n > 0);
+    struct mqtt_props sent = up;
+    sent.verbatim.len = 0;
+    sent.raw = (struct mqtt_bytes){raw, (uint32_t)n}; /* user props copied from raw, in order */
+    assert_int_equal(publish_props(pub, "r/1", "req", 0, 0, &sent), 0);
+    expect_publish(sub, "r/1", "req", 0, &m);
+    const struct mqtt_props *mp = &m.u.publish.props;
+    assert_int_equal(mp->sub_id, 42);
+    assert_int_equal(mp->response_topic.len, 5);
+    assert_memory_equal(mp->correlation_data.ptr, "\x01\x02", 2);
+    assert_int_equal(mp->user_count, 2);
+    size_t pos = 0;
+    struct mqtt_bytes k, v;
+    assert_int_equal(mqtt_props_next_user(mp, &pos, &k, &v), 1);
+    assert_memory_equal(v.ptr, "1", 1);
+    assert_int_equal(mqtt_props_next_user(mp, &pos, &k, &v), 1);
+    assert_memory_equal(v.ptr, "2", 1);
+}
+
 /* Runs a whole scenario failing the n-th allocation for every n: nothing
  * may crash or leak (teardown checks mem_used_total() == 0). */
 static void scenario(void)
@@ -692,22 +948,70 @@ static void scenario(void)
     (void)send_pkt(sub, &p);
 }
 
-static void test_allocation_failures(void **state)
+/* The same for MQTT 5: aliases both ways, a delayed will, a shared group
+ * whose member leaves with messages in flight. */
+static void scenario_v5(void)
 {
-    (void)state;
+    struct fake_conn *a = try_open(0), *b = try_open(1), *w = try_open(2);
+    if (!a || !b || !w)
+        return;
+    a->version = b->version = w->version = MQTT_V5;
+    struct mqtt_packet p = connect_pkt(MQTT_V5, "a", true);
+    p.u.connect.props.present |= MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS_MAX);
+    p.u.connect.props.topic_alias_max = 4;
+    if (send_pkt(a, &p) < 0)
+        return;
+    p = connect_pkt(MQTT_V5, "b", true);
+    if (send_pkt(b, &p) < 0)
+        return;
+    p = connect_pkt(MQTT_V5, "w", false);
+    p.u.connect.props.present |= MQTT_PROP_BIT(MQTT_PROP_SESSION_EXPIRY);
+    p.u.connect.props.session_expiry = 30;
+    set_will(&p, "s/will", "w");
+    p.u.connect.will_props.present |= MQTT_PROP_BIT(MQTT_PROP_WILL_DELAY);
+    p.u.connect.will_props.will_delay = 1;
+    if (send_pkt(w, &p) < 0)
+        return;
+    struct mqtt_bytes f = {(const uint8_t *)"$share/g/s/#", 12};
+    uint8_t opt = 1;
+    struct mqtt_packet sub = {.type = MQTT_SUBSCRIBE, .flags = 2};
+    sub.u.subscribe.packet_id = 1;
+    sub.u.subscribe.count = 1;
+    sub.u.subscribe.filters = &f;
+    sub.u.subscribe.options = &opt;
+    (void)send_pkt(a, &sub);
+    (void)send_pkt(b, &sub);
+    struct mqtt_props props = {.present = MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS), .topic_alias = 1};
+    for (uint16_t i = 1; i <= 4; i++)
+        (void)publish_props(w, i == 1 ? "s/x" : "", "m", 1, i, &props);
+    close_conn(a, -ERR_IO);
+    close_conn(w, -ERR_IO);
+    now += 2000;
+    core_tick(core, now);
+}
+
+static void fail_each_allocation(void (*run)(void))
+{
     teardown(NULL);
     setup(NULL);
     mem_fail_nth(0);
-    scenario();
+    run();
     unsigned long total = mem_fail_nth(0);
     assert_true(total > 5);
     for (unsigned long n = 1; n <= total; n++) {
         teardown(NULL);
         setup(NULL);
         mem_fail_nth(n);
-        scenario();
+        run();
         mem_fail_nth(0);
     }
+}
+
+static void test_allocation_failures(void **state)
+{
+    (void)state;
+    fail_each_allocation(scenario);
+    fail_each_allocation(scenario_v5);
 }
 
 int main(void)
@@ -734,6 +1038,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_invalid_filter_gets_failure_code, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unsubscribe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_message_size_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_topic_alias_from_client, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_topic_alias_above_maximum, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_topic_alias_to_client, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_will_delay, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shared_subscription_handoff, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_server_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_forwarded_expiry_is_reduced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_subscription_ids_and_user_properties, setup, teardown),
         cmocka_unit_test_setup_teardown(test_allocation_failures, setup, teardown),
     };
     return cmocka_run_group_tests_name("client", tests, NULL, NULL);
