@@ -27,7 +27,8 @@ struct core_stats {
     uint64_t clients_maximum;
     uint64_t messages_received;    /* PUBLISH packets in */
     uint64_t messages_sent;        /* PUBLISH packets out */
-    uint64_t messages_dropped;     /* queue limits, expiry, too large */
+    uint64_t messages_dropped;     /* queue limits, expiry, too large, slow readers */
+    uint64_t slow_consumers;       /* times a client went over the out-queue soft limit */
     uint64_t bytes_received;
     uint64_t bytes_sent;
     uint64_t publish_received;

@@ -204,6 +204,28 @@ static void count_drop(struct session *s)
     s->core->stats.messages_dropped++;
 }
 
+/* A client that does not read: its out-queue is over the soft limit. QoS 0
+ * messages for it are dropped (QoS 1/2 ones are bounded by the in-flight
+ * window and wait in the session queue instead), and if it stays over the
+ * limit for SESSION_SLOW_CLOSE_MS it is disconnected with 0x97, so a dead
+ * reader cannot pin memory forever. The close goes through the glue's
+ * deferred pass, never from inside this call stack. */
+static bool slow_consumer(struct session *s, uint64_t now_ms)
+{
+    if (s->link.out->bytes < SESSION_OUT_SOFT_LIMIT) {
+        s->slow_since_ms = 0;
+        return false;
+    }
+    if (!s->slow_since_ms) {
+        s->slow_since_ms = now_ms;
+        s->core->stats.slow_consumers++;
+    } else if (now_ms - s->slow_since_ms >= SESSION_SLOW_CLOSE_MS && !s->slow_closing) {
+        s->slow_closing = true;
+        s->core->io.close(s->core->io.ctx, s->link.conn, -ERR_QUOTA_EXCEEDED);
+    }
+    return true;
+}
+
 /* Starts sending d (QoS > 0): assigns its packet id and makes it in flight.
  * Frees d if it cannot be sent at all. */
 static void start_inflight(struct session *s, struct delivery *d, uint64_t now_ms)
@@ -253,6 +275,8 @@ void session_attach(struct session *s, const struct session_link *link, bool res
 void session_detach(struct session *s)
 {
     s->online = false;
+    s->slow_since_ms = 0;
+    s->slow_closing = false;
     memset(&s->link, 0, sizeof(s->link));
 }
 
@@ -279,6 +303,10 @@ int session_deliver(struct session *s, struct message *msg, const struct deliver
         if (!s->online) {
             count_drop(s); /* QoS 0 is not queued for offline clients */
             return -ERR_NOT_FOUND;
+        }
+        if (slow_consumer(s, now_ms)) {
+            count_drop(s);
+            return -ERR_QUOTA_EXCEEDED;
         }
         struct delivery d = {.msg = msg, .spec = *spec};
         int rc = send_delivery(s, &d, false, now_ms);

@@ -23,6 +23,10 @@ struct subscription;
 struct topic_alias_table;
 
 #define SESSION_NEVER_EXPIRES UINT32_MAX
+/* Out-queue bytes over which a client counts as not reading (QoS 0 to it is
+ * dropped), and how long it may stay so before it is disconnected. */
+#define SESSION_OUT_SOFT_LIMIT (1024u * 1024u)
+#define SESSION_SLOW_CLOSE_MS 30000u
 #define SESSION_MAX_SUB_IDS 4 /* per delivery; more overlapping ids are rare */
 
 enum delivery_state {
@@ -88,6 +92,8 @@ struct session {
     uint64_t will_at_ms;
     uint32_t heap_idx;        /* 1-based place in the core's deadline heap; 0 = none */
 
+    uint64_t slow_since_ms; /* over the out-queue soft limit since; 0 = not */
+    bool slow_closing;
     uint64_t route_gen; /* routing: last publish that reached this session */
     uint32_t route_slot;
 };

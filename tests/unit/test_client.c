@@ -908,6 +908,30 @@ static void test_subscription_ids_and_user_properties(void **state)
     assert_memory_equal(v.ptr, "2", 1);
 }
 
+
+static void test_slow_consumer(void **state)
+{
+    (void)state;
+    struct fake_conn *sub = connect_as(0, MQTT_V311, "slow", true, false);
+    subscribe(sub, "t", 0, 0);
+    struct fake_conn *pub = connect_as(1, MQTT_V311, "pub", true, false);
+    static char payload[3001];
+    memset(payload, 'x', sizeof(payload) - 1);
+    /* the subscriber never reads: its out-queue fills to the soft limit */
+    for (int i = 0; i < 400; i++)
+        assert_int_equal(publish(pub, "t", payload, 0, false, 0), 0);
+    struct outq *q = client_outq(sub->c);
+    assert_true(q->bytes >= SESSION_OUT_SOFT_LIMIT);
+    assert_true(q->bytes < SESSION_OUT_SOFT_LIMIT + 4000); /* then dropped */
+    assert_true(core_stats(core)->messages_dropped > 0);
+    assert_false(sub->close_requested);
+    now += SESSION_SLOW_CLOSE_MS;
+    assert_int_equal(publish(pub, "t", payload, 0, false, 0), 0);
+    assert_true(sub->close_requested);
+    assert_int_equal(sub->close_err, -ERR_QUOTA_EXCEEDED);
+    assert_false(pub->close_requested);
+}
+
 /* Runs a whole scenario failing the n-th allocation for every n: nothing
  * may crash or leak (teardown checks mem_used_total() == 0). */
 static void scenario(void)
@@ -1046,6 +1070,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_server_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forwarded_expiry_is_reduced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_subscription_ids_and_user_properties, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_consumer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_allocation_failures, setup, teardown),
     };
     return cmocka_run_group_tests_name("client", tests, NULL, NULL);
