@@ -36,6 +36,16 @@ struct core_stats {
     uint64_t subscriptions_count;
 };
 
+/* Figures only the glue knows, for $SYS. */
+struct sys_figures {
+    const char *version;
+    uint64_t uptime_s;
+    uint64_t heap_bytes;
+    double loop_busy_fraction;
+    double loop_longest_ms;
+    const char *loop_longest_what;
+};
+
 struct core *core_new(const struct config *cfg, const struct core_io *io);
 void core_free(struct core *core);
 
@@ -44,5 +54,10 @@ void core_tick(struct core *core, uint64_t now_ms);
 
 /* Counters, for $SYS and /metrics. bytes_* are counted by the glue. */
 struct core_stats *core_stats(struct core *core);
+
+/* Publishes the $SYS/broker/... topics whose value changed since the last
+ * call (retained, QoS 0): mosquitto's names, plus loop/busy (percent),
+ * loop/longest_ms and loop/longest_what. Call every sys_interval. */
+void core_publish_sys(struct core *core, const struct sys_figures *f, uint64_t now_ms);
 
 #endif

@@ -24,6 +24,17 @@ struct route_target {
     struct delivery_spec spec;
 };
 
+#define SYS_LOADS 3  /* 1, 5, 15 minutes */
+#define SYS_SLOTS 32
+
+/* What $SYS last published, so only changes go out. */
+struct sys_state {
+    char last[SYS_SLOTS][40];
+    uint64_t prev[3]; /* messages received, sent, bytes received */
+    double load[3][SYS_LOADS];
+    uint64_t last_ms;
+};
+
 struct core {
     const struct config *cfg;
     struct core_io io;
@@ -36,6 +47,7 @@ struct core {
     uint64_t route_gen;
     struct route_target *targets;
     uint32_t ntargets, targets_cap;
+    struct sys_state sys;
     uint64_t id_counter; /* assigned client ids */
     uint64_t id_seed;
 };

@@ -932,6 +932,53 @@ static void test_slow_consumer(void **state)
     assert_false(pub->close_requested);
 }
 
+
+static int count_publishes(struct fake_conn *fc, const char *topic, char *value, size_t cap)
+{
+    struct mqtt_packet m;
+    int n = 0, hits = 0;
+    while (next_pkt(fc, &m)) {
+        assert_int_equal(m.type, MQTT_PUBLISH);
+        n++;
+        const struct mqtt_publish *p = &m.u.publish;
+        if (topic && p->topic.len == strlen(topic) && memcmp(p->topic.ptr, topic, p->topic.len) == 0) {
+            hits++;
+            snprintf(value, cap, "%.*s", (int)p->payload.len, (const char *)p->payload.ptr);
+        }
+    }
+    return topic ? hits : n;
+}
+
+static void test_sys_topics(void **state)
+{
+    (void)state;
+    struct fake_conn *all = connect_as(0, MQTT_V311, "all", true, false);
+    subscribe(all, "#", 0, 0);
+    struct fake_conn *sys = connect_as(1, MQTT_V311, "sys", true, false);
+    subscribe(sys, "$SYS/#", 0, 0);
+    struct sys_figures f = {.version = "test", .uptime_s = 1, .loop_busy_fraction = 0.25,
+                            .loop_longest_ms = 1.5, .loop_longest_what = "read"};
+    core_publish_sys(core, &f, now);
+    char value[64] = "";
+    assert_int_equal(count_publishes(sys, "$SYS/broker/clients/connected", value, sizeof(value)), 1);
+    assert_string_equal(value, "2");
+    assert_int_equal(count_publishes(all, NULL, NULL, 0), 0); /* "#" does not match $SYS */
+    /* only what changed is published again */
+    now += 10000;
+    f.uptime_s = 11;
+    core_publish_sys(core, &f, now);
+    int n = count_publishes(sys, "$SYS/broker/uptime", value, sizeof(value));
+    assert_int_equal(n, 1);
+    assert_string_equal(value, "11 seconds");
+    core_publish_sys(core, &f, now);
+    assert_int_equal(count_publishes(sys, NULL, NULL, 0), 0);
+    /* retained: a late subscriber gets the current values at once */
+    struct fake_conn *late = connect_as(2, MQTT_V311, "late", true, false);
+    subscribe(late, "$SYS/broker/loop/busy", 0, 0);
+    assert_int_equal(count_publishes(late, "$SYS/broker/loop/busy", value, sizeof(value)), 1);
+    assert_string_equal(value, "25.0");
+}
+
 /* Runs a whole scenario failing the n-th allocation for every n: nothing
  * may crash or leak (teardown checks mem_used_total() == 0). */
 static void scenario(void)
@@ -1071,6 +1118,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_forwarded_expiry_is_reduced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_subscription_ids_and_user_properties, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_consumer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sys_topics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_allocation_failures, setup, teardown),
     };
     return cmocka_run_group_tests_name("client", tests, NULL, NULL);
