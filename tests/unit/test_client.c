@@ -971,7 +971,8 @@ static void test_sys_topics(void **state)
     assert_int_equal(n, 1);
     assert_string_equal(value, "11 seconds");
     core_publish_sys(core, &f, now);
-    assert_int_equal(count_publishes(sys, NULL, NULL, 0), 0);
+    /* only messages/sent moved (the $SYS messages themselves were sent) */
+    assert_int_equal(count_publishes(sys, NULL, NULL, 0), 1);
     /* retained: a late subscriber gets the current values at once */
     struct fake_conn *late = connect_as(2, MQTT_V311, "late", true, false);
     subscribe(late, "$SYS/broker/loop/busy", 0, 0);
