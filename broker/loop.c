@@ -475,3 +475,8 @@ void loop_defer_free(struct loop_defer *d)
     mem_free(NULL, d, sizeof(*d));
     l->handles--;
 }
+
+struct event_base *loop__event_base(struct loop *l)
+{
+    return l->base;
+}

@@ -42,6 +42,11 @@ struct loop_stats {
     uint32_t slow_threshold_ms;
 };
 
+/* For the transport and HTTP files only, which talk to libevent directly
+ * (evhttp, bufferevents): the underlying event_base. */
+struct event_base;
+struct event_base *loop__event_base(struct loop *l);
+
 struct loop *loop_new(void);
 /* Every io, timer, signal and defer handle must be freed first. */
 void loop_free(struct loop *l);
