@@ -43,4 +43,13 @@ int auth_acl_check(const struct auth *a, const char *client_id, const char *user
                    const uint8_t *topic, size_t len, enum auth_access access);
 bool auth_has_acl(const struct auth *a);
 
+/* Added with the implementation (auth.c): */
+bool auth_has_password_file(const struct auth *a);
+bool auth_allow_anonymous(const struct auth *a); /* true for a == NULL */
+/* The pre-shared key psk_file gives identity (ilen bytes): copies it into
+ * key (cap bytes) and returns its length, -ERR_NOT_FOUND (no psk_file, or
+ * identity not in it) or -ERR_NOSPACE. For the TLS listener's PSK callback. */
+int auth_psk_key(const struct auth *a, const uint8_t *identity, size_t ilen, uint8_t *key,
+                 size_t cap);
+
 #endif

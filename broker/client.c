@@ -2,6 +2,8 @@
  * state accepts, one handler per packet type. */
 #include "broker/client.h"
 
+#include "broker/auth.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -260,6 +262,58 @@ static int make_will(struct client *c, const struct mqtt_connect *cp, uint64_t n
     return c->will ? 0 : -ERR_NOMEM;
 }
 
+/* Who the client is: the transport's identity (certificate or PSK) when it
+ * has one, else CONNECT's user name and password, checked against the
+ * listener's (or global) password file and allow_anonymous. */
+static int authenticate(struct client *c, const struct mqtt_connect *cp)
+{
+    const struct auth *a = core__auth_for(c->core, c->lc);
+    const uint8_t *user = NULL, *pass = NULL;
+    size_t ulen = 0, plen = 0;
+    bool verified = c->identity != NULL;
+    if (verified) {
+        user = (const uint8_t *)c->identity;
+        ulen = strlen(c->identity);
+    } else if (cp->username_flag) {
+        user = cp->username.ptr;
+        ulen = cp->username.len;
+        if (cp->password_flag) {
+            pass = cp->password.ptr;
+            plen = cp->password.len;
+        }
+    }
+    if (a) {
+        int rc = auth_connect_check(a, user, ulen, pass, plen, verified);
+        if (rc < 0)
+            return rc;
+    }
+    if (user) {
+        c->username = mem_strndup(NULL, user, ulen);
+        if (!c->username)
+            return -ERR_SERVER_BUSY;
+    }
+    return 0;
+}
+
+/* The ACL decides, where there is one (id: the client id being used). */
+static bool acl_allows(const struct client *c, struct mqtt_bytes id, const uint8_t *topic,
+                       size_t len, enum auth_access access)
+{
+    const struct auth *a = core__auth_for(c->core, c->lc);
+    if (!a || !auth_has_acl(a))
+        return true;
+    char idbuf[256];
+    const char *cid = c->session ? c->session->client_id : NULL;
+    if (!cid) {
+        if (id.len >= sizeof(idbuf))
+            return false; /* ids that long are not in anyone's ACL patterns */
+        memcpy(idbuf, id.ptr, id.len);
+        idbuf[id.len] = '\0';
+        cid = idbuf;
+    }
+    return auth_acl_check(a, cid, c->username, topic, len, access) == 0;
+}
+
 /* Ends the other connection that holds this client id [MQTT-3.1.4-3]. */
 static void take_over(struct client *c, struct session *s, uint64_t now_ms)
 {
@@ -342,12 +396,20 @@ static int on_connect(struct client *c, const struct mqtt_packet *p, uint64_t no
         server_keepalive = true;
     }
 
-    if (!cfg->allow_anonymous)
-        return refuse_connect(c, -ERR_NOT_AUTHORIZED); /* no password file support yet */
-
-    int rc = make_will(c, cp, now_ms);
+    int rc = authenticate(c, cp);
     if (rc < 0)
         return refuse_connect(c, rc);
+
+    rc = make_will(c, cp, now_ms);
+    if (rc < 0)
+        return refuse_connect(c, rc);
+    if (c->will && !acl_allows(c, id, c->will->topic, c->will->topic_len, AUTH_WRITE))
+        return refuse_connect(c, -ERR_NOT_AUTHORIZED); /* a will it may not publish */
+
+    /* The session keeps who it belongs to, for ACL checks while offline. */
+    char *session_user = NULL;
+    if (c->username && !(session_user = mem_strndup(NULL, c->username, strlen(c->username))))
+        return refuse_connect(c, -ERR_SERVER_BUSY);
 
     struct session *s = core__session_find(core, id.ptr, id.len);
     if (s && s->client)
@@ -361,6 +423,7 @@ static int on_connect(struct client *c, const struct mqtt_packet *p, uint64_t no
         s = session_new(core, id.ptr, id.len);
         if (!s || core__session_insert(core, s) < 0) {
             session_free(s);
+            mem_strfree(NULL, session_user);
             return refuse_connect(c, -ERR_SERVER_BUSY);
         }
     } else {
@@ -369,6 +432,9 @@ static int on_connect(struct client *c, const struct mqtt_packet *p, uint64_t no
     s->expiry_interval = session_expiry_for(c, cp);
     c->session_expiry_at_connect = s->expiry_interval;
     s->client = c;
+    s->lc = c->lc;
+    mem_strfree(NULL, s->username);
+    s->username = session_user;
     c->session = s;
     c->keepalive = keepalive;
     c->state = CL_CONNECTED;
@@ -487,7 +553,14 @@ static int on_publish(struct client *c, const struct mqtt_packet *p, uint64_t no
     uint8_t reason = 0;
     int why = 0;
     uint32_t limit = cfg->message_size_limit;
-    if (limit && pub->payload.len > limit) {
+    if (!acl_allows(c, (struct mqtt_bytes){0}, topic.ptr, topic.len, AUTH_WRITE)) {
+        /* Refused, but acknowledged so the client does not resend it
+         * forever: 0x87 tells an MQTT 5 client; 3.1.1 cannot be told. */
+        log_printf(LOG_T_DEBUG, "Denied PUBLISH from %s to %.*s.", s->client_id, (int)topic.len,
+                   (const char *)topic.ptr);
+        reason = 0x87;
+        why = -ERR_NOT_AUTHORIZED;
+    } else if (limit && pub->payload.len > limit) {
         log_printf(LOG_T_NOTICE, "Dropped too large PUBLISH from %s (%u bytes on %.*s).",
                    s->client_id, pub->payload.len, (int)topic.len, (const char *)topic.ptr);
         core->stats.messages_dropped++;
@@ -569,6 +642,8 @@ static int subscribe_one(struct client *c, struct mqtt_bytes filter, uint8_t opt
     int rc = mqtt_topic_filter_validate(f->ptr, f->len);
     if (rc < 0)
         return v5 ? mqtt_err_reason(rc) : 0x80;
+    if (!acl_allows(c, (struct mqtt_bytes){0}, f->ptr, f->len, AUTH_SUBSCRIBE))
+        return v5 ? 0x87 : 0x80;
 
     /* The granted QoS is what the server supports at most [MQTT-3.2.2-9]. */
     if ((options & MQTT_SUBOPT_QOS_MASK) > c->core->cfg->max_qos)

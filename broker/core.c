@@ -32,6 +32,11 @@ struct core *core_new(const struct config *cfg, const struct core_io *io)
     return core;
 }
 
+void core_set_auth(struct core *core, struct auth *a)
+{
+    core->auth = a;
+}
+
 void core_free(struct core *core)
 {
     if (!core)
@@ -48,6 +53,11 @@ void core_free(struct core *core)
     mem_free(NULL, core->targets, core->targets_cap * sizeof(*core->targets));
     mem_free(NULL, core->heap, core->heap_cap * sizeof(*core->heap));
     mem_free(NULL, core, sizeof(*core));
+}
+
+const struct auth *core__auth_for(const struct core *core, const struct listener_config *lc)
+{
+    return lc && lc->auth ? lc->auth : core->auth;
 }
 
 struct core_stats *core_stats(struct core *core)

@@ -49,6 +49,13 @@ struct sys_figures {
 struct core *core_new(const struct config *cfg, const struct core_io *io);
 void core_free(struct core *core);
 
+/* The global security setup (password file, ACL, allow_anonymous) checked
+ * at CONNECT and for every publish, subscribe and delivery. The caller
+ * keeps ownership and may replace it at any time between loop callbacks
+ * (SIGHUP reload); NULL allows everything. */
+struct auth;
+void core_set_auth(struct core *core, struct auth *a);
+
 /* Once a second or so: session expiry, delayed wills, message expiry. */
 void core_tick(struct core *core, uint64_t now_ms);
 

@@ -10,7 +10,9 @@
 #include "broker/session.h"
 #include "broker/strmap.h"
 
+struct auth;
 struct config;
+struct listener_config;
 struct message;
 struct retain_store;
 struct topic_tree;
@@ -48,6 +50,10 @@ struct core {
     struct route_target *targets;
     uint32_t ntargets, targets_cap;
     struct sys_state sys;
+    /* Who may connect and what they may do (auth.h), when per_listener_settings
+     * is false; NULL = everyone, everything. Owned by main.c, which swaps it
+     * on SIGHUP (core_set_auth). */
+    struct auth *auth;
     uint64_t id_counter; /* assigned client ids */
     uint64_t id_seed;
 };
@@ -63,6 +69,9 @@ void router_send_retained(struct core *core, struct session *s, const uint8_t *f
 /* The session's client left: its undelivered messages from shared
  * subscriptions go to other online members of those groups [MQTT-4.8.2-5]. */
 void router_handoff_shared(struct core *core, struct session *s, uint64_t now_ms);
+
+/* The security that applies to clients of listener lc (NULL: global). */
+const struct auth *core__auth_for(const struct core *core, const struct listener_config *lc);
 
 /* Session table and expiry bookkeeping. */
 struct session *core__session_find(struct core *core, const uint8_t *id, size_t len);

@@ -1,6 +1,7 @@
 /* Routing: from one published message to the sessions that get it. */
 #include <string.h>
 
+#include "broker/auth.h"
 #include "broker/core_priv.h"
 #include "broker/mem.h"
 #include "broker/message.h"
@@ -12,6 +13,14 @@ struct route_ctx {
     struct core *core;
     struct message *msg;
 };
+
+/* May session s receive a message on topic? (its ACL "read" right) */
+static bool may_read(const struct core *core, const struct session *s, const struct message *msg)
+{
+    const struct auth *a = core__auth_for(core, s->lc);
+    return !a || !auth_has_acl(a) ||
+           auth_acl_check(a, s->client_id, s->username, msg->topic, msg->topic_len, AUTH_READ) == 0;
+}
 
 static bool member_online(void *ctx, const struct subscription *sub)
 {
@@ -82,6 +91,8 @@ uint32_t router_publish(struct core *core, struct message *msg, uint64_t now_ms)
          * retained [MQTT-3.3.1-9]. */
         t->spec.retain = t->retain_as_published && msg->retain;
         t->spec.shared = !t->plain;
+        if (!may_read(core, t->session, msg))
+            continue;
         session_deliver(t->session, msg, &t->spec, now_ms);
     }
     uint32_t reached = core->ntargets;
@@ -90,6 +101,7 @@ uint32_t router_publish(struct core *core, struct message *msg, uint64_t now_ms)
 }
 
 struct retained_ctx {
+    struct core *core;
     struct session *s;
     struct delivery_spec spec;
     uint64_t now_ms;
@@ -98,6 +110,8 @@ struct retained_ctx {
 static void on_retained(void *ctx, struct message *msg)
 {
     struct retained_ctx *rc = ctx;
+    if (!may_read(rc->core, rc->s, msg))
+        return;
     struct delivery_spec spec = rc->spec;
     if (msg->qos < spec.qos)
         spec.qos = msg->qos;
@@ -108,7 +122,7 @@ void router_send_retained(struct core *core, struct session *s, const uint8_t *f
                           size_t len, uint8_t sub_qos, uint32_t sub_id, uint64_t now_ms)
 {
     /* Sent because of the subscription: retain flag set [MQTT-3.3.1-8]. */
-    struct retained_ctx rc = {.s = s, .now_ms = now_ms};
+    struct retained_ctx rc = {.core = core, .s = s, .now_ms = now_ms};
     rc.spec.qos = sub_qos;
     rc.spec.retain = true;
     if (sub_id)
@@ -140,7 +154,7 @@ static void handoff_one(void *ctx, struct session *from, struct message *msg,
         if (!sub->group || !topic_tree_group_matches(sub, msg->topic, msg->topic_len))
             continue;
         struct subscription *next = topic_tree_group_next(sub, other_online, from);
-        if (next)
+        if (next && may_read(hc->core, next->owner, msg))
             to = next->owner;
     }
     struct delivery_spec moved = *spec;

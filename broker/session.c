@@ -54,6 +54,7 @@ void session_free(struct session *s)
     free_list(s, s->queue_head);
     mem_free(&s->acct, s->rx_qos2, s->rx_qos2_cap * sizeof(*s->rx_qos2));
     message_unref(s->will);
+    mem_strfree(NULL, s->username);
     mem_free(NULL, s->client_id, (size_t)s->id_len + 1);
     mem_free(NULL, s, sizeof(*s));
 }

@@ -19,6 +19,7 @@ struct client;
 struct core;
 struct message;
 struct outq;
+struct listener_config;
 struct subscription;
 struct topic_alias_table;
 
@@ -69,6 +70,10 @@ struct session {
     char *client_id;
     uint16_t id_len;
     bool online;
+    /* Who it is, for ACL checks on deliveries (also while offline): the
+     * listener of its last connection and its authenticated username. */
+    const struct listener_config *lc;
+    char *username;
     struct client *client; /* while online */
     struct session_link link;
     struct mem_account acct;
