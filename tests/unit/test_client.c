@@ -184,6 +184,20 @@ static struct fake_conn *connect_as(int i, uint8_t version, const char *id, bool
     return fc;
 }
 
+/* Connects with CONNECT properties set by the caller and reads the CONNACK. */
+static struct fake_conn *connect_with(int i, const char *id, const struct mqtt_props *props,
+                                      struct mqtt_packet *connack)
+{
+    struct fake_conn *fc = open_conn(i);
+    fc->version = MQTT_V5;
+    struct mqtt_packet p = connect_pkt(MQTT_V5, id, true);
+    p.u.connect.props = *props;
+    assert_int_equal(send_pkt(fc, &p), 0);
+    expect_type(fc, MQTT_CONNACK, connack);
+    assert_int_equal(connack->u.connack.reason, 0);
+    return fc;
+}
+
 static void subscribe(struct fake_conn *fc, const char *filter, uint8_t options, uint8_t granted)
 {
     struct mqtt_bytes f = {(const uint8_t *)filter, (uint32_t)strlen(filter)};
@@ -200,8 +214,8 @@ static void subscribe(struct fake_conn *fc, const char *filter, uint8_t options,
     assert_int_equal(ack.u.suback.reasons[0], granted);
 }
 
-static int publish(struct fake_conn *fc, const char *topic, const char *payload, uint8_t qos,
-                   bool retain, uint16_t packet_id)
+static int publish_props(struct fake_conn *fc, const char *topic, const char *payload, uint8_t qos,
+                         bool retain, uint16_t packet_id, const struct mqtt_props *props)
 {
     struct mqtt_packet p = {.type = MQTT_PUBLISH};
     p.u.publish.qos = qos;
@@ -209,7 +223,15 @@ static int publish(struct fake_conn *fc, const char *topic, const char *payload,
     p.u.publish.packet_id = packet_id;
     p.u.publish.topic = (struct mqtt_bytes){(const uint8_t *)topic, (uint32_t)strlen(topic)};
     p.u.publish.payload = (struct mqtt_bytes){(const uint8_t *)payload, (uint32_t)strlen(payload)};
+    if (props)
+        p.u.publish.props = *props;
     return send_pkt(fc, &p);
+}
+
+static int publish(struct fake_conn *fc, const char *topic, const char *payload, uint8_t qos,
+                   bool retain, uint16_t packet_id)
+{
+    return publish_props(fc, topic, payload, qos, retain, packet_id, NULL);
 }
 
 static int ack(struct fake_conn *fc, uint8_t type, uint16_t id)
@@ -549,14 +571,9 @@ static void test_queue_limit_drops_newest(void **state)
 static void test_receive_maximum_window(void **state)
 {
     (void)state;
-    struct fake_conn *sub = open_conn(0);
-    sub->version = MQTT_V5;
-    struct mqtt_packet p = connect_pkt(MQTT_V5, "slow", true);
-    p.u.connect.props.present |= MQTT_PROP_BIT(MQTT_PROP_RECEIVE_MAX);
-    p.u.connect.props.receive_max = 2;
-    assert_int_equal(send_pkt(sub, &p), 0);
+    struct mqtt_props props = {.present = MQTT_PROP_BIT(MQTT_PROP_RECEIVE_MAX), .receive_max = 2};
     struct mqtt_packet a, m;
-    expect_type(sub, MQTT_CONNACK, &a);
+    struct fake_conn *sub = connect_with(0, "slow", &props, &a);
     subscribe(sub, "t", 1, 1);
     struct fake_conn *pub = connect_as(1, MQTT_V311, "pub", true, false);
     for (int i = 0; i < 4; i++)
@@ -655,18 +672,6 @@ static void test_message_size_limit(void **state)
 
 /* ---- MQTT 5 features -------------------------------------------------- */
 
-static int publish_props(struct fake_conn *fc, const char *topic, const char *payload, uint8_t qos,
-                         uint16_t packet_id, const struct mqtt_props *props)
-{
-    struct mqtt_packet p = {.type = MQTT_PUBLISH};
-    p.u.publish.qos = qos;
-    p.u.publish.packet_id = packet_id;
-    p.u.publish.topic = (struct mqtt_bytes){(const uint8_t *)topic, (uint32_t)strlen(topic)};
-    p.u.publish.payload = (struct mqtt_bytes){(const uint8_t *)payload, (uint32_t)strlen(payload)};
-    p.u.publish.props = *props;
-    return send_pkt(fc, &p);
-}
-
 static void test_topic_alias_from_client(void **state)
 {
     (void)state;
@@ -674,12 +679,12 @@ static void test_topic_alias_from_client(void **state)
     subscribe(sub, "a/#", 0, 0);
     struct fake_conn *pub = connect_as(1, MQTT_V5, "pub", true, false);
     struct mqtt_props props = {.present = MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS), .topic_alias = 1};
-    assert_int_equal(publish_props(pub, "a/b", "1", 0, 0, &props), 0);
-    assert_int_equal(publish_props(pub, "", "2", 0, 0, &props), 0);
+    assert_int_equal(publish_props(pub, "a/b", "1", 0, false, 0, &props), 0);
+    assert_int_equal(publish_props(pub, "", "2", 0, false, 0, &props), 0);
     expect_publish(sub, "a/b", "1", 0, NULL);
     expect_publish(sub, "a/b", "2", 0, NULL); /* resolved through the alias */
     props.topic_alias = 2; /* never set */
-    assert_int_equal(publish_props(pub, "", "3", 0, 0, &props), -ERR_TOPIC_ALIAS_INVALID);
+    assert_int_equal(publish_props(pub, "", "3", 0, false, 0, &props), -ERR_TOPIC_ALIAS_INVALID);
     struct mqtt_packet d;
     expect_type(pub, MQTT_DISCONNECT, &d);
     assert_int_equal(d.u.reason.reason, 0x94);
@@ -692,23 +697,19 @@ static void test_topic_alias_above_maximum(void **state)
     struct fake_conn *pub = connect_as(0, MQTT_V5, "pub", true, false);
     struct mqtt_props props = {.present = MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS),
                                .topic_alias = (uint16_t)(cfg.max_topic_alias + 1)};
-    assert_int_equal(publish_props(pub, "a", "x", 0, 0, &props), -ERR_TOPIC_ALIAS_INVALID);
+    assert_int_equal(publish_props(pub, "a", "x", 0, false, 0, &props), -ERR_TOPIC_ALIAS_INVALID);
     struct fake_conn *pub2 = connect_as(1, MQTT_V5, "pub2", true, false);
     struct mqtt_props none = {0};
-    assert_int_equal(publish_props(pub2, "", "x", 0, 0, &none), -ERR_PROTOCOL);
+    assert_int_equal(publish_props(pub2, "", "x", 0, false, 0, &none), -ERR_PROTOCOL);
 }
 
 static void test_topic_alias_to_client(void **state)
 {
     (void)state;
-    struct fake_conn *sub = open_conn(0);
-    sub->version = MQTT_V5;
-    struct mqtt_packet p = connect_pkt(MQTT_V5, "sub", true);
-    p.u.connect.props.present |= MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS_MAX);
-    p.u.connect.props.topic_alias_max = 5;
-    assert_int_equal(send_pkt(sub, &p), 0);
+    struct mqtt_props props = {.present = MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS_MAX),
+                               .topic_alias_max = 5};
     struct mqtt_packet a, m;
-    expect_type(sub, MQTT_CONNACK, &a);
+    struct fake_conn *sub = connect_with(0, "sub", &props, &a);
     subscribe(sub, "t/#", 0, 0);
     struct fake_conn *pub = connect_as(1, MQTT_V311, "pub", true, false);
     assert_int_equal(publish(pub, "t/one", "1", 0, false, 0), 0);
@@ -819,12 +820,9 @@ static void test_server_limits(void **state)
     (void)state;
     cfg.max_qos = 1;
     cfg.max_packet_size = 1000;
-    struct fake_conn *c = open_conn(0);
-    c->version = MQTT_V5;
-    struct mqtt_packet p = connect_pkt(MQTT_V5, "lim", true);
-    assert_int_equal(send_pkt(c, &p), 0);
+    struct mqtt_props none = {0};
     struct mqtt_packet a;
-    expect_type(c, MQTT_CONNACK, &a);
+    struct fake_conn *c = connect_with(0, "lim", &none, &a);
     const struct mqtt_props *ap = &a.u.connack.props;
     assert_true(ap->present & MQTT_PROP_BIT(MQTT_PROP_MAX_QOS));
     assert_int_equal(ap->max_qos, 1);
@@ -850,9 +848,9 @@ static void test_forwarded_expiry_is_reduced(void **state)
     struct fake_conn *pub = connect_as(1, MQTT_V5, "pub", true, false);
     struct mqtt_props props = {.present = MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY),
                                .message_expiry = 10};
-    assert_int_equal(publish_props(pub, "t", "soon", 1, 1, &props), 0);
+    assert_int_equal(publish_props(pub, "t", "soon", 1, false, 1, &props), 0);
     props.message_expiry = 2;
-    assert_int_equal(publish_props(pub, "t", "gone", 1, 2, &props), 0);
+    assert_int_equal(publish_props(pub, "t", "gone", 1, false, 2, &props), 0);
     now += 3000;
     sub = connect_as(0, MQTT_V5, "hub", false, true);
     struct mqtt_packet m;
@@ -893,7 +891,7 @@ static void test_subscription_ids_and_user_properties(void **state)
     struct mqtt_props sent = up;
     sent.verbatim.len = 0;
     sent.raw = (struct mqtt_bytes){raw, (uint32_t)n}; /* user props copied from raw, in order */
-    assert_int_equal(publish_props(pub, "r/1", "req", 0, 0, &sent), 0);
+    assert_int_equal(publish_props(pub, "r/1", "req", 0, false, 0, &sent), 0);
     expect_publish(sub, "r/1", "req", 0, &m);
     const struct mqtt_props *mp = &m.u.publish.props;
     assert_int_equal(mp->sub_id, 42);
@@ -1055,7 +1053,7 @@ static void scenario_v5(void)
     (void)send_pkt(b, &sub);
     struct mqtt_props props = {.present = MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS), .topic_alias = 1};
     for (uint16_t i = 1; i <= 4; i++)
-        (void)publish_props(w, i == 1 ? "s/x" : "", "m", 1, i, &props);
+        (void)publish_props(w, i == 1 ? "s/x" : "", "m", 1, false, i, &props);
     close_conn(a, -ERR_IO);
     close_conn(w, -ERR_IO);
     now += 2000;
