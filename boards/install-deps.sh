@@ -11,6 +11,14 @@
 # libmosquitto-dev for the host). The libmosquitto test client is a client,
 # not part of the broker, so it is built for the host even in a cross build
 # (see docs/cross-compiling.md): that needs libmosquitto-dev for amd64 only.
+#
+# libevent is special: Debian 12's libevent-dev is not Multi-Arch: same (its
+# event2/event-config.h differs per architecture), so apt would REMOVE the
+# build machine's libevent-dev to install libevent-dev:ARCH. Instead its
+# .deb (with libevent-core's and -extra's) is fetched with `apt-get download` and unpacked
+# into /opt/loopbot-cross/TRIPLE, which boards/cmake/debian-cross.cmake puts
+# first on the include and pkg-config paths. Nothing of the build machine's
+# own packages changes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 board=${1:-}
@@ -35,26 +43,49 @@ export DEBIAN_FRONTEND=noninteractive
 # (qemu-ARCH -L /usr/TRIPLE), so no binfmt registration is needed.
 pkgs=(build-essential cmake pkg-config python3 mosquitto-clients libmosquitto-dev
       qemu-user "gcc-$triple" "libc6-dev-$arch-cross"
-      "libevent-dev:$arch" "libmbedtls-dev:$arch" "libcmocka-dev:$arch"
+      "libmbedtls-dev:$arch" "libcmocka-dev:$arch"
       dpkg-dev file)
 
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
 
-if ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+if [ ${#missing[@]} -gt 0 ] && ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
   echo "Adding dpkg architecture $arch"
   $sudo dpkg --add-architecture "$arch"
 fi
-echo "Installing: ${missing[*]}"
-# A mirror caught mid-sync fails one index ("File has unexpected size"):
-# try again, then go on with what was fetched; the install says if a
-# package really cannot be found.
-for try in 1 2 3; do
-  $sudo apt-get update -qq && break
-  echo "apt-get update failed (try $try); retrying in 10 s" >&2
-  sleep 10
-done
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "Installing: ${missing[*]}"
+  # A mirror caught mid-sync fails one index ("File has unexpected size"):
+  # try again, then go on with what was fetched; the install says if a
+  # package really cannot be found.
+  for try in 1 2 3; do
+    $sudo apt-get update -qq && break
+    echo "apt-get update failed (try $try); retrying in 10 s" >&2
+    sleep 10
+  done
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# libevent for the target, unpacked beside the system (see the top).
+devroot=/opt/loopbot-cross/$triple
+want=$(apt-cache policy "libevent-dev:$arch" | awk '/Candidate:/ {print $2}')
+if [ -z "$want" ] || [ "$want" = "(none)" ]; then
+  echo "no libevent-dev:$arch in the package lists (apt-get update?)" >&2
+  exit 1
+fi
+if [ "$(cat "$devroot/.libevent-version" 2>/dev/null)" != "$want extra" ]; then
+  echo "Unpacking libevent-dev:$arch $want into $devroot"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -qq "libevent-dev:$arch=$want" "libevent-core-2.1-7:$arch=$want" \
+      "libevent-extra-2.1-7:$arch=$want")
+  $sudo rm -rf "$devroot"
+  $sudo mkdir -p "$devroot"
+  for deb in "$tmp"/*.deb; do $sudo dpkg-deb -x "$deb" "$devroot"; done
+  rm -rf "$tmp"
+  # Point the .pc files at the unpacked tree. libevent_core and _extra
+  # (evhttp) are used; the other libevent*.so links dangle, harmlessly.
+  $sudo sed -i "s|^prefix=.*|prefix=$devroot/usr|" "$devroot/usr/lib/$triple/pkgconfig/"*.pc
+  echo "$want extra" | $sudo tee "$devroot/.libevent-version" >/dev/null
+fi

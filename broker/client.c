@@ -196,6 +196,9 @@ static uint8_t connack_v3_code(int err)
 /* Refuses a CONNECT: CONNACK with the reason, then the caller closes. */
 static int refuse_connect(struct client *c, int err)
 {
+    /* A refused client never had a session: its will must not go out. */
+    message_unref(c->will);
+    c->will = NULL;
     struct mqtt_packet p = {.type = MQTT_CONNACK};
     p.u.connack.reason = c->version == MQTT_V5 ? mqtt_err_reason(err) : connack_v3_code(err);
     add_reason_string(c, &p, err);
@@ -403,8 +406,14 @@ static int on_connect(struct client *c, const struct mqtt_packet *p, uint64_t no
     rc = make_will(c, cp, now_ms);
     if (rc < 0)
         return refuse_connect(c, rc);
-    if (c->will && !acl_allows(c, id, c->will->topic, c->will->topic_len, AUTH_WRITE))
-        return refuse_connect(c, -ERR_NOT_AUTHORIZED); /* a will it may not publish */
+    if (c->will && !acl_allows(c, id, c->will->topic, c->will->topic_len, AUTH_WRITE)) {
+        /* A will it may not publish is dropped, the connection accepted,
+         * as mosquitto 2.0 does. */
+        log_printf(LOG_T_NOTICE, "Will of %.*s on %s denied by the ACL: dropped.", (int)id.len,
+                   (const char *)id.ptr, (const char *)c->will->topic);
+        message_unref(c->will);
+        c->will = NULL;
+    }
 
     /* The session keeps who it belongs to, for ACL checks while offline. */
     char *session_user = NULL;
@@ -553,7 +562,9 @@ static int on_publish(struct client *c, const struct mqtt_packet *p, uint64_t no
     uint8_t reason = 0;
     int why = 0;
     uint32_t limit = cfg->message_size_limit;
-    if (!acl_allows(c, (struct mqtt_bytes){0}, topic.ptr, topic.len, AUTH_WRITE)) {
+    /* $SYS belongs to the broker: no client writes there, ACL or not. */
+    bool sys_topic = topic.len >= 4 && memcmp(topic.ptr, "$SYS", 4) == 0;
+    if (sys_topic || !acl_allows(c, (struct mqtt_bytes){0}, topic.ptr, topic.len, AUTH_WRITE)) {
         /* Refused, but acknowledged so the client does not resend it
          * forever: 0x87 tells an MQTT 5 client; 3.1.1 cannot be told. */
         log_printf(LOG_T_DEBUG, "Denied PUBLISH from %s to %.*s.", s->client_id, (int)topic.len,

@@ -8,10 +8,12 @@
  * running settings untouched. */
 #include "broker/config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "broker/mem.h"
@@ -45,6 +47,11 @@ struct parser {
     char *dl_host;
     bool dl_max_connections;
     int dl_line;
+    /* security options seen so far: per_listener_settings must come first */
+    bool sec_seen;
+    /* include_dir: only from a file (config_load_file), only at level 0 */
+    bool files_allowed;
+    int level;
 };
 
 struct option {
@@ -176,6 +183,11 @@ static void store_uint(struct config *c, const struct option *o, uint64_t x)
 {
     char *field = (char *)c + o->offset;
     switch (o->size) {
+    case 1: {
+        uint8_t v = (uint8_t)x;
+        memcpy(field, &v, sizeof(v));
+        break;
+    }
     case 2: {
         uint16_t v = (uint16_t)x;
         memcpy(field, &v, sizeof(v));
@@ -225,12 +237,110 @@ static int opt_bool(struct parser *p, const struct option *o, const char *v, siz
     return rc;
 }
 
+/* Where a security option goes: the global settings, or with
+ * per_listener_settings true the current listener's. mosquitto 2.0 would
+ * put one given before any listener on a hidden default listener on port
+ * 1883; loopbot refuses, since that listener is rarely what was meant. */
+static int sec_target(struct parser *p, const struct option *o, struct security_config **out)
+{
+    p->sec_seen = true;
+    if (!p->c->per_listener_settings) {
+        *out = &p->c->sec;
+        return 0;
+    }
+    if (!p->cur)
+        return fail(p, "%s: with per_listener_settings true it applies to a listener: put it "
+                       "after a 'listener' line", o->name);
+    *out = &p->cur->sec;
+    return 0;
+}
+
 static int opt_allow_anonymous(struct parser *p, const struct option *o, const char *v, size_t n)
 {
-    int rc = parse_bool(p, o, v, n, &p->c->allow_anonymous);
+    struct security_config *sec;
+    bool b;
+    int rc = parse_bool(p, o, v, n, &b);
     if (rc == 0)
-        p->c->allow_anonymous_set = true;
+        rc = sec_target(p, o, &sec);
+    if (rc < 0)
+        return rc;
+    sec->allow_anonymous = b;
+    sec->allow_anonymous_set = true;
+    return 0;
+}
+
+/* per_listener_settings true|false: as mosquitto, it must come before any
+ * password_file, acl_file, psk_file or allow_anonymous. */
+static int opt_per_listener_settings(struct parser *p, const struct option *o, const char *v,
+                                     size_t n)
+{
+    bool b;
+    int rc = parse_bool(p, o, v, n, &b);
+    if (rc < 0)
+        return rc;
+    if (b && p->sec_seen)
+        return fail(p, "%s: must be set before any other security setting (password_file, "
+                       "acl_file, psk_file, allow_anonymous), as mosquitto requires", o->name);
+    p->c->per_listener_settings = b;
+    return 0;
+}
+
+/* A path or other string: the rest of the line, as mosquitto reads it;
+ * giving it twice in one scope is an error (mosquitto: "Duplicate ... value"). */
+static int set_string(struct parser *p, const struct option *o, char **field, const char *v,
+                      size_t n, bool per_listener)
+{
+    if (*field)
+        return fail(p, "%s: given more than once%s", o->name, per_listener ? " for this listener" : "");
+    *field = mem_strndup(NULL, v, n);
+    return *field ? 0 : nomem(p);
+}
+
+/* password_file, acl_file, psk_file: global, or per listener. */
+static int opt_sec_path(struct parser *p, const struct option *o, const char *v, size_t n)
+{
+    struct security_config *sec;
+    int rc = sec_target(p, o, &sec);
+    if (rc < 0)
+        return rc;
+    return set_string(p, o, (char **)((char *)sec + o->offset), v, n, sec != &p->c->sec);
+}
+
+/* TLS options belong to the listener above them. */
+static int tls_listener(struct parser *p, const struct option *o)
+{
+    if (!p->cur)
+        return fail(p, "%s: is a listener option: put it after a 'listener' line (mosquitto 2.0 "
+                       "would silently start a default listener on port 1883 for it)", o->name);
+    return 0;
+}
+
+static int opt_tls_string(struct parser *p, const struct option *o, const char *v, size_t n)
+{
+    int rc = tls_listener(p, o);
+    if (rc < 0)
+        return rc;
+    return set_string(p, o, (char **)((char *)&p->cur->tls + o->offset), v, n, true);
+}
+
+static int opt_tls_bool(struct parser *p, const struct option *o, const char *v, size_t n)
+{
+    bool b;
+    int rc = parse_bool(p, o, v, n, &b);
+    if (rc == 0)
+        rc = tls_listener(p, o);
+    if (rc == 0)
+        memcpy((char *)&p->cur->tls + o->offset, &b, sizeof(b));
     return rc;
+}
+
+/* tls_version: what mbedTLS 2.28 can offer; mosquitto's tlsv1.1 is gone. */
+static int opt_tls_version(struct parser *p, const struct option *o, const char *v, size_t n)
+{
+    if (!word_is(v, n, "tlsv1.2") && !word_is(v, n, "tlsv1.3"))
+        return fail(p, "%s: expected tlsv1.2 or tlsv1.3, got '%.*s%s'%s", o->name, SHOW(v, n),
+                    hash_hint(v, n));
+    return opt_tls_string(p, o, v, n);
 }
 
 static struct listener_config *listener_new(uint16_t port, const char *addr, size_t addrlen)
@@ -495,13 +605,150 @@ static int opt_ignored(struct parser *p, const struct option *o, const char *v, 
     return warn(p, "'%s' is no longer used (mosquitto 2.0 ignores it too)", o->name);
 }
 
+static int parse_text(struct parser *p, const char *text, size_t len);
+static int read_whole(const char *path, char **buf, size_t *len, size_t *cap, char *err,
+                      size_t errlen);
+
+static int ascii_upper(int ch)
+{
+    return ch >= 'a' && ch <= 'z' ? ch - 'a' + 'A' : ch;
+}
+
+/* mosquitto's include_dir order: by letter ignoring case, then upper case
+ * before lower case of the same letter: 00.conf 01.conf A.conf a.conf
+ * B.conf b.conf (mosquitto.conf(5)). ASCII only, whatever the locale. */
+static int include_cmp(const void *a, const void *b)
+{
+    const unsigned char *s1 = *(const unsigned char *const *)a;
+    const unsigned char *s2 = *(const unsigned char *const *)b;
+    for (; *s1 && *s2; s1++, s2++) {
+        int d = ascii_upper(*s1) - ascii_upper(*s2);
+        if (d)
+            return d;
+        if (*s1 != *s2)
+            return *s1 - *s2;
+    }
+    return *s1 - *s2;
+}
+
+static void names_free(char **names, size_t count, size_t cap)
+{
+    for (size_t i = 0; i < count; i++)
+        mem_strfree(NULL, names[i]);
+    mem_free(NULL, names, cap * sizeof(*names));
+}
+
+/* The DIR/ *.conf names, sorted; directory errors are the caller's. */
+static int include_names(struct parser *p, DIR *d, char ***out, size_t *count, size_t *cap)
+{
+    struct dirent *de;
+    *out = NULL;
+    *count = *cap = 0;
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        if (len <= 5 || strcmp(de->d_name + len - 5, ".conf") != 0)
+            continue;
+        if (*count == *cap) {
+            size_t ncap = *cap ? *cap * 2 : 8;
+            char **nn = mem_realloc(NULL, *out, *cap * sizeof(**out), ncap * sizeof(**out));
+            if (!nn)
+                return nomem(p);
+            *out = nn;
+            *cap = ncap;
+        }
+        if (!((*out)[*count] = mem_strndup(NULL, de->d_name, len)))
+            return nomem(p);
+        (*count)++;
+    }
+    if (*count)
+        qsort(*out, *count, sizeof(**out), include_cmp);
+    return 0;
+}
+
+/* Says where an error inside an included file came from. */
+static void include_context(struct parser *p, const char *name, int line)
+{
+    size_t used = p->err ? strlen(p->err) : 0;
+    if (p->err && used < p->errlen)
+        snprintf(p->err + used, p->errlen - used, " (in include_dir at %s:%d)", name, line);
+}
+
+/* include_dir DIR: reads DIR/ *.conf in mosquitto's order, as if they
+ * followed this line; errors name the included file and line. */
+static int opt_include_dir(struct parser *p, const struct option *o, const char *v, size_t n)
+{
+    if (p->level > 0)
+        return warn(p, "include_dir is ignored in an included file (mosquitto 2.0 reads it only "
+                       "from the main configuration file)");
+    if (!p->files_allowed)
+        return fail(p, "%s: only read from a configuration file", o->name);
+    char *dir = mem_strndup(NULL, v, n);
+    if (!dir)
+        return nomem(p);
+    DIR *d = opendir(dir);
+    if (!d) {
+        int e = errno;
+        int rc = fail(p, "%s: cannot open '%s': %s", o->name, dir, strerror(e));
+        mem_strfree(NULL, dir);
+        return rc;
+    }
+    char **names;
+    size_t count, cap;
+    int rc = include_names(p, d, &names, &count, &cap);
+    closedir(d);
+    const char *name = p->name;
+    int line = p->line;
+    bool slash = n && dir[n - 1] == '/';
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        size_t plen = n + 1 + strlen(names[i]) + 1;
+        char *path = mem_alloc(NULL, plen);
+        if (!path) {
+            rc = nomem(p);
+            break;
+        }
+        snprintf(path, plen, "%s%s%s", dir, slash ? "" : "/", names[i]);
+        char *buf;
+        size_t len, bcap;
+        rc = read_whole(path, &buf, &len, &bcap, p->err, p->errlen);
+        if (rc == 0) {
+            p->name = path;
+            p->line = 0;
+            p->level++;
+            rc = parse_text(p, buf ? buf : "", len);
+            p->level--;
+            p->name = name;
+            p->line = line;
+            mem_free(NULL, buf, bcap);
+        }
+        if (rc < 0)
+            include_context(p, name, line);
+        mem_free(NULL, path, plen);
+    }
+    names_free(names, count, cap);
+    mem_strfree(NULL, dir);
+    return rc;
+}
+
 #define FIELD(f) offsetof(struct config, f), sizeof(((struct config *)0)->f)
 #define NUMBER(f, lo, hi) {#f, opt_number, FIELD(f), lo, hi}
+#define SEC(f) offsetof(struct security_config, f), sizeof(((struct security_config *)0)->f)
+#define TLS(f) offsetof(struct tls_config, f), sizeof(((struct tls_config *)0)->f)
+#define TLS_STRING(f) {#f, opt_tls_string, TLS(f), 0, 0}
+#define TLS_BOOL(f) {#f, opt_tls_bool, TLS(f), 0, 0}
 
 /* Every key loopbot reads: adding one is adding a row. */
 static const struct option options[] = {
+    {"acl_file", opt_sec_path, SEC(acl_file), 0, 0},
     {"allow_anonymous", opt_allow_anonymous, 0, 0, 0, 0},
     {"bind_address", opt_bind_address, 0, 0, 0, 0},
+    TLS_STRING(cafile),
+    TLS_STRING(capath),
+    TLS_STRING(certfile),
+    TLS_STRING(ciphers),
+    {"ciphers_tls1.3", opt_tls_string, TLS(ciphers_tls13), 0, 0},
+    TLS_STRING(crlfile),
+    {"include_dir", opt_include_dir, 0, 0, 0, 0},
+    TLS_STRING(keyfile),
     {"listener", opt_listener, 0, 0, 0, 0},
     {"log_dest", opt_log_dest, 0, 0, 0, 0},
     {"log_timestamp", opt_bool, FIELD(log_timestamp), 0, 0},
@@ -515,38 +762,41 @@ static const struct option options[] = {
     NUMBER(max_queued_messages, 0, INT32_MAX),
     NUMBER(max_topic_alias, 0, 65535),
     NUMBER(message_size_limit, 0, 268435455), /* MQTT's largest payload */
+    {"password_file", opt_sec_path, SEC(password_file), 0, 0},
+    {"per_listener_settings", opt_per_listener_settings, 0, 0, 0, 0},
     {"persistent_client_expiration", opt_expiration, 0, 0, 0, 0},
     {"port", opt_port, 0, 0, 0, 0},
+    {"psk_file", opt_sec_path, SEC(psk_file), 0, 0},
+    TLS_STRING(psk_hint),
+    TLS_BOOL(require_certificate),
     {"retain_available", opt_bool, FIELD(retain_available), 0, 0},
     {"retry_interval", opt_ignored, 0, 0, 0, 0},
+    {"tls_version", opt_tls_version, TLS(tls_version), 0, 0},
+    TLS_BOOL(use_identity_as_username),
+    TLS_BOOL(use_subject_as_username),
 };
 
 /* Every other option of mosquitto 2.0 (mosquitto.conf(5) and its parser),
  * so a config written for mosquitto gets "not supported yet" rather than
  * "unknown". */
 static const char *const mosquitto_options[] = {
-    "acl_file", "address", "addresses", "allow_duplicate_messages",
-    "allow_zero_length_clientid", "auth_plugin", "auth_plugin_deny_special_chars",
-    "auto_id_prefix", "autosave_interval", "autosave_on_changes", "bind_interface",
-    "bridge_alpn", "bridge_attempt_unsubscribe", "bridge_bind_address", "bridge_cafile",
-    "bridge_capath", "bridge_certfile", "bridge_identity", "bridge_insecure", "bridge_keyfile",
-    "bridge_max_packet_size", "bridge_outgoing_retain", "bridge_protocol_version", "bridge_psk",
-    "bridge_require_ocsp", "bridge_tls_version", "cafile", "capath", "certfile",
-    "check_retain_source", "ciphers", "ciphers_tls1.3", "cleansession", "clientid",
-    "clientid_prefixes", "connection", "connection_messages", "crlfile", "dhparamfile",
-    "http_dir", "idle_timeout", "include_dir", "keepalive_interval", "keyfile",
+    "address", "addresses", "allow_duplicate_messages", "allow_zero_length_clientid",
+    "auth_plugin", "auth_plugin_deny_special_chars", "auto_id_prefix", "autosave_interval",
+    "autosave_on_changes", "bind_interface", "bridge_alpn", "bridge_attempt_unsubscribe",
+    "bridge_bind_address", "bridge_cafile", "bridge_capath", "bridge_certfile", "bridge_identity",
+    "bridge_insecure", "bridge_keyfile", "bridge_max_packet_size", "bridge_outgoing_retain",
+    "bridge_protocol_version", "bridge_psk", "bridge_require_ocsp", "bridge_tls_version",
+    "check_retain_source", "cleansession", "clientid", "clientid_prefixes", "connection",
+    "connection_messages", "dhparamfile", "http_dir", "idle_timeout", "keepalive_interval",
     "local_cleansession", "local_clientid", "local_password", "local_username", "log_facility",
-    "log_timestamp_format", "max_inflight_bytes",
-    "memory_limit", "mount_point", "notification_topic", "notifications",
-    "notifications_local_only", "password", "password_file", "per_listener_settings",
-    "persistence", "persistence_file", "persistence_location", "pid_file", "plugin", "protocol",
-    "psk_file", "psk_hint", "queue_qos0_messages", "remote_clientid", "remote_password",
-    "remote_username", "require_certificate", "restart_timeout",
-    "round_robin", "set_tcp_nodelay", "socket_domain", "start_type", "sys_interval", "threshold",
-    "tls_engine", "tls_engine_kpass_sha1", "tls_keyform", "tls_version", "topic", "try_private",
-    "upgrade_outgoing_qos", "use_identity_as_username", "use_subject_as_username",
-    "use_username_as_clientid", "user", "username", "websockets_headers_size",
-    "websockets_log_level",
+    "log_timestamp_format", "max_inflight_bytes", "memory_limit", "mount_point",
+    "notification_topic", "notifications", "notifications_local_only", "password", "persistence",
+    "persistence_file", "persistence_location", "pid_file", "plugin", "protocol",
+    "queue_qos0_messages", "remote_clientid", "remote_password", "remote_username",
+    "restart_timeout", "round_robin", "set_tcp_nodelay", "socket_domain", "start_type",
+    "sys_interval", "threshold", "tls_engine", "tls_engine_kpass_sha1", "tls_keyform", "topic",
+    "try_private", "upgrade_outgoing_qos", "use_username_as_clientid", "user", "username",
+    "websockets_headers_size", "websockets_log_level",
 };
 
 static bool is_mosquitto_option(const char *k, size_t n)
@@ -631,14 +881,30 @@ static int add_default_listener(struct parser *p)
 
 /* ---- the contract ---- */
 
+/* The board's memory-sized defaults (generated from boards/<board>/defaults.cmake;
+ * docs/raspberry-pi.md lists them). Only config_init reads it. */
+#include "broker/board_defaults.h"
+
 void config_init(struct config *c)
 {
     memset(c, 0, sizeof(*c));
-    c->allow_anonymous = false;
+    c->sec.allow_anonymous = false; /* mosquitto 2.0: refuse anonymous clients */
+#ifdef LOOPBOT_DEFAULT_MAX_CONNECTIONS
+    c->max_connections = LOOPBOT_DEFAULT_MAX_CONNECTIONS;
+#else
     c->max_connections = 0;
+#endif
     c->max_inflight_messages = 20;
+#ifdef LOOPBOT_DEFAULT_MAX_QUEUED_MESSAGES
+    c->max_queued_messages = LOOPBOT_DEFAULT_MAX_QUEUED_MESSAGES;
+#else
     c->max_queued_messages = 1000;
+#endif
+#ifdef LOOPBOT_DEFAULT_MAX_QUEUED_BYTES
+    c->max_queued_bytes = LOOPBOT_DEFAULT_MAX_QUEUED_BYTES;
+#else
     c->max_queued_bytes = 0;
+#endif
     c->message_size_limit = 0;
     c->max_keepalive = 65535;
     c->max_packet_size = 0;
@@ -651,6 +917,21 @@ void config_init(struct config *c)
     c->log_timestamp = true;
 }
 
+static void sec_free(struct security_config *s)
+{
+    mem_strfree(NULL, s->password_file);
+    mem_strfree(NULL, s->acl_file);
+    mem_strfree(NULL, s->psk_file);
+}
+
+static void tls_free(struct tls_config *t)
+{
+    char *strings[] = {t->cafile,  t->capath,      t->certfile,      t->keyfile, t->crlfile,
+                       t->ciphers, t->ciphers_tls13, t->tls_version, t->psk_hint};
+    for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
+        mem_strfree(NULL, strings[i]);
+}
+
 void config_free(struct config *c)
 {
     if (!c)
@@ -659,6 +940,8 @@ void config_free(struct config *c)
     while (l) {
         struct listener_config *next = l->next;
         mem_strfree(NULL, l->bind_address);
+        tls_free(&l->tls);
+        sec_free(&l->sec); /* l->auth is the broker's (main.c frees it) */
         mem_free(NULL, l, sizeof(*l));
         l = next;
     }
@@ -670,6 +953,7 @@ void config_free(struct config *c)
         w = next;
     }
     mem_strfree(NULL, c->log_file);
+    sec_free(&c->sec);
     config_init(c);
 }
 
@@ -686,8 +970,8 @@ int config_add_listener(struct config *c, uint16_t port, const char *bind_addres
     return 0;
 }
 
-int config_load_string(struct config *c, const char *name, const char *text, size_t len, char *err,
-                       size_t errlen)
+static int load_text(struct config *c, const char *name, const char *text, size_t len, char *err,
+                     size_t errlen, bool files_allowed)
 {
     if (!text) {
         text = "";
@@ -698,6 +982,7 @@ int config_load_string(struct config *c, const char *name, const char *text, siz
     tmp.listeners = NULL;
     tmp.log_file = NULL;
     tmp.warnings = NULL;
+    tmp.sec.password_file = tmp.sec.acl_file = tmp.sec.psk_file = NULL;
     struct parser p = {
         .c = &tmp,
         .name = name ? name : "(config)",
@@ -705,6 +990,7 @@ int config_load_string(struct config *c, const char *name, const char *text, siz
         .errlen = errlen,
         .tail = &tmp.listeners,
         .wtail = &tmp.warnings,
+        .files_allowed = files_allowed,
     };
     if (err && errlen)
         err[0] = '\0';
@@ -732,12 +1018,32 @@ int config_load_string(struct config *c, const char *name, const char *text, siz
     tmp.listeners = c->listeners;
     tmp.warnings = c->warnings;
     tmp.log_file = c->log_file;
+    /* A path this text set replaces the old one; others stay. */
+    char **mine[] = {&tmp.sec.password_file, &tmp.sec.acl_file, &tmp.sec.psk_file};
+    char **old[] = {&c->sec.password_file, &c->sec.acl_file, &c->sec.psk_file};
+    for (size_t i = 0; i < 3; i++) {
+        if (*mine[i])
+            mem_strfree(NULL, *old[i]);
+        else
+            *mine[i] = *old[i];
+    }
     *c = tmp;
     return 0;
 }
 
-int config_load_file(struct config *c, const char *path, char *err, size_t errlen)
+int config_load_string(struct config *c, const char *name, const char *text, size_t len, char *err,
+                       size_t errlen)
 {
+    return load_text(c, name, text, len, err, errlen, false);
+}
+
+/* Reads a whole file through mem_alloc (*cap is what to free). Messages are
+ * "path: cannot open/read: reason". */
+static int read_whole(const char *path, char **out, size_t *outlen, size_t *outcap, char *err,
+                      size_t errlen)
+{
+    *out = NULL;
+    *outlen = *outcap = 0;
     FILE *f = fopen(path, "rb");
     if (!f) {
         int e = errno;
@@ -789,8 +1095,24 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errle
         }
     }
     fclose(f);
-    if (rc == 0)
-        rc = config_load_string(c, path, buf ? buf : "", len, err, errlen);
+    if (rc < 0) {
+        mem_free(NULL, buf, cap);
+        return rc;
+    }
+    *out = buf;
+    *outlen = len;
+    *outcap = cap;
+    return 0;
+}
+
+int config_load_file(struct config *c, const char *path, char *err, size_t errlen)
+{
+    char *buf;
+    size_t len, cap;
+    int rc = read_whole(path, &buf, &len, &cap, err, errlen);
+    if (rc < 0)
+        return rc;
+    rc = load_text(c, path, buf ? buf : "", len, err, errlen, true);
     mem_free(NULL, buf, cap);
     return rc;
 }

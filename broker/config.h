@@ -50,6 +50,7 @@ struct security_config {
 struct tls_config {
     char *cafile, *capath, *certfile, *keyfile, *crlfile;
     char *ciphers;      /* mosquitto/OpenSSL-style list; NULL = library defaults */
+    char *ciphers_tls13; /* ciphers_tls1.3: TLS 1.3 suites; NULL = library defaults */
     char *tls_version;  /* "tlsv1.2", "tlsv1.3"; NULL = 1.2 and up */
     char *psk_hint;
     bool require_certificate;
@@ -80,11 +81,9 @@ struct config_warning {
 
 struct config {
     struct listener_config *listeners; /* in file order */
-    bool per_listener_settings;
-    bool allow_anonymous;         /* global security (per_listener_settings false) */
-    bool allow_anonymous_set;     /* set explicitly in the file */
-    struct security_config sec;   /* global password_file, acl_file, psk_file;
-                                   * sec.allow_anonymous mirrors allow_anonymous */
+    bool per_listener_settings;   /* security per listener (listener_config.sec) */
+    struct security_config sec;   /* global allow_anonymous, password_file, acl_file,
+                                   * psk_file (per_listener_settings false) */
     uint32_t max_connections;     /* 0 = unlimited (mosquitto's -1) */
     uint16_t max_inflight_messages; /* per client, outgoing QoS 1/2; 0 = unlimited (65535) */
     uint32_t max_queued_messages; /* per client; 0 = unlimited */
@@ -121,7 +120,13 @@ struct config {
  * 127.0.0.1 and ::1 port 1883 with c->max_connections, and allows anonymous
  * clients whatever allow_anonymous says. Once any listener is configured,
  * anonymous clients are allowed only if the file says `allow_anonymous true`
- * (allow_anonymous_set tells whether the file said anything). */
+ * (sec.allow_anonymous_set tells whether the file said anything).
+ *
+ * Security keys (password_file, acl_file, psk_file, allow_anonymous) fill
+ * c->sec, or with `per_listener_settings true` (which must come before any
+ * of them) the sec of the listener above them. TLS keys fill the tls of the
+ * listener above them; before any listener they are an error. include_dir
+ * is read only by config_load_file (config_load_string does no I/O). */
 void config_init(struct config *c);
 /* Frees everything c owns and leaves it as config_init did. Safe after a
  * failed load, and on a config that config_init prepared and nothing else. */

@@ -91,6 +91,7 @@ struct conn {
     struct client *client;
     struct listener *lst;
     const struct conn_transport *tp;
+    void *tpd; /* the transport's per-connection state (TLS session) */
     struct loop_io *io;
     struct loop_timer *timer; /* connect timeout, then keepalive, then linger */
     struct mem_account acct;  /* this connection's own buffers */
@@ -106,6 +107,8 @@ struct conn {
     bool read_again;  /* the transport holds input (TLS) */
     bool write_armed; /* EV_WRITE armed: the kernel pushed back */
     bool lingering;   /* closing, waiting for the kernel to take the rest */
+    bool handshaking; /* the transport's handshake (TLS) is not done */
+    uint8_t hs_want;  /* LOOP_READ or LOOP_WRITE: what the handshake waits for */
     uint64_t packets; /* whole packets handed to the client */
     /* Unprocessed input: a half-read packet, or what a budget left. */
     uint8_t *pb;
@@ -168,6 +171,16 @@ int conn_fd(const struct conn *cn)
     return cn->fd;
 }
 
+void *conn_transport_data(const struct conn *cn)
+{
+    return cn->tpd;
+}
+
+bool conn_io_dead(const struct conn *cn)
+{
+    return cn->io_dead;
+}
+
 /* ---- helpers ---- */
 
 static uint64_t now_ms(const struct conn *cn)
@@ -183,10 +196,14 @@ static void schedule(struct conn_set *cs)
 static void update_interest(struct conn *cn)
 {
     unsigned ev = 0;
-    if (!cn->closing && !cn->paused && !cn->backlog)
-        ev |= LOOP_READ;
-    if (cn->write_armed && !cn->io_dead)
-        ev |= LOOP_WRITE;
+    if (cn->handshaking) {
+        ev = cn->closing ? 0 : cn->hs_want;
+    } else {
+        if (!cn->closing && !cn->paused && !cn->backlog)
+            ev |= LOOP_READ;
+        if (cn->write_armed && !cn->io_dead)
+            ev |= LOOP_WRITE;
+    }
     if (loop_io_set(cn->io, ev) < 0 && !cn->closing) {
         cn->io_dead = true;
         close_conn(cn, -ERR_IO);
@@ -452,6 +469,11 @@ static void reprocess(struct conn *cn)
         }
         after_input(cn, before);
         settle(cn);
+        /* The transport may still hold input (TLS): next turn. */
+        if (cn->read_again && !cn->backlog && !cn->paused && !cn->closing) {
+            dl_push(&cn->cs->rep, &cn->rep);
+            schedule(cn->cs);
+        }
     } else if (cn->read_again) {
         cn->read_again = false;
         on_readable(cn);
@@ -463,6 +485,8 @@ static void reprocess(struct conn *cn)
 static int flush(struct conn *cn, size_t budget)
 {
     struct outq *q = outq_of(cn);
+    if (cn->handshaking)
+        return FLUSH_DONE; /* no MQTT yet: nothing to say to this peer */
     struct core_stats *st = core_stats(cn->cs->core);
     while (q->bytes) {
         if (budget == 0)
@@ -493,7 +517,7 @@ static void maybe_resume(struct conn *cn)
     if (!cn->paused || outq_of(cn)->bytes >= CONN_LOW_WATER)
         return;
     cn->paused = false;
-    if (cn->backlog && !cn->closing) {
+    if ((cn->backlog || cn->read_again) && !cn->closing) {
         dl_push(&cn->cs->rep, &cn->rep);
         schedule(cn->cs);
     }
@@ -606,6 +630,13 @@ static void on_timer(void *arg)
     struct conn_set *cs = cn->cs;
     switch (cn->timer_mode) {
     case TM_CONNECT:
+        if (cn->handshaking) {
+            cs->stats.handshake_timeouts++;
+            log_printf(LOG_T_NOTICE, "Client %s did not complete the %s handshake in %u s, closing.",
+                       client_name(cn->client), cn->tp->name, CONN_CONNECT_TIMEOUT_MS / 1000);
+            close_conn(cn, -ERR_CONNECT_TIMEOUT);
+            break;
+        }
         cs->stats.connect_timeouts++;
         log_printf(LOG_T_NOTICE, "Client %s sent no CONNECT in %u s, closing.",
                    client_name(cn->client), CONN_CONNECT_TIMEOUT_MS / 1000);
@@ -615,7 +646,8 @@ static void on_timer(void *arg)
     case TM_KEEPALIVE:
         /* Not reading a client because of its own output backlog must not
          * kill it: if it sent anything meanwhile, it is alive. */
-        if (cn->backlog || (cn->paused && platform_sock_pending(cn->fd) > 0)) {
+        if (cn->backlog || cn->read_again ||
+            (cn->paused && platform_sock_pending(cn->fd) > 0)) {
             loop_timer_start(cn->timer, client_keepalive_ms(cn->client), false);
             break;
         }
@@ -650,9 +682,55 @@ static void close_step(struct conn *cn)
     finalize(cn);
 }
 
+/* One slice of the transport's handshake (TLS), from the io callback. */
+static void handshake(struct conn *cn)
+{
+    struct conn_set *cs = cn->cs;
+    unsigned want = 0;
+    char why[320];
+    why[0] = '\0';
+    int r = cn->tp->handshake(cn, &want, why, sizeof(why));
+    if (r == -EAGAIN) {
+        cn->hs_want = (uint8_t)(want ? want : LOOP_READ);
+        update_interest(cn);
+        return;
+    }
+    if (r < 0) {
+        cs->stats.handshake_failures++;
+        log_printf(LOG_T_NOTICE, "Client %s: %s handshake failed: %s", client_name(cn->client),
+                   cn->tp->name, why[0] ? why : "unknown error");
+        cn->io_dead = true; /* nothing more to send: no close_notify either */
+        close_conn(cn, -ERR_IO);
+        return;
+    }
+    cn->handshaking = false;
+    log_printf(LOG_T_DEBUG, "Client %s: %s handshake done (%s).", client_name(cn->client),
+               cn->tp->name, why);
+    const char *id = cn->tp->identity ? cn->tp->identity(cn) : NULL;
+    if (id) {
+        if (client_set_identity(cn->client, id) < 0) {
+            close_conn(cn, -ERR_NOMEM);
+            return;
+        }
+        log_printf(LOG_T_DEBUG, "Client %s: %s identity '%s' is its username.",
+                   client_name(cn->client), cn->tp->name, id);
+    }
+    update_interest(cn);
+    if (cn->tp->pending(cn)) {
+        cn->read_again = true;
+        dl_push(&cs->rep, &cn->rep);
+        schedule(cs);
+    }
+}
+
 static void on_io(void *arg, unsigned events)
 {
     struct conn *cn = arg;
+    if (cn->handshaking) {
+        if (!cn->closing)
+            handshake(cn);
+        return;
+    }
     if (events & LOOP_WRITE)
         on_writable(cn);
     if ((events & LOOP_READ) && !cn->closing && !cn->paused && !cn->backlog)
@@ -739,7 +817,8 @@ void conn_set_core(struct conn_set *cs, struct core *core)
     cs->core = core;
 }
 
-int conn_accept(struct conn_set *cs, int fd, const char *peer, struct listener *lst)
+int conn_accept(struct conn_set *cs, int fd, const char *peer, struct listener *lst,
+                const struct conn_transport *tp, void *tpd)
 {
     struct conn *cn = mem_calloc(NULL, sizeof(*cn));
     if (!cn)
@@ -747,8 +826,12 @@ int conn_accept(struct conn_set *cs, int fd, const char *peer, struct listener *
     cn->cs = cs;
     cn->fd = fd;
     cn->lst = lst;
-    cn->tp = &conn_tcp;
-    cn->io = loop_io_add(cs->loop, fd, "conn", on_io, cn);
+    cn->tp = tp ? tp : &conn_tcp;
+    cn->tpd = tpd;
+    cn->handshaking = cn->tp->handshake != NULL;
+    cn->hs_want = LOOP_READ;
+    /* The label names the transport in the loop's "longest callback". */
+    cn->io = loop_io_add(cs->loop, fd, cn->tp == &conn_tcp ? "conn" : cn->tp->name, on_io, cn);
     cn->timer = loop_timer_new(cs->loop, "keepalive", on_timer, cn);
     if (cn->io && cn->timer)
         cn->client = client_new(cs->core, cn, peer, lst ? listener_config_of(lst) : NULL,

@@ -12,6 +12,7 @@
 #ifndef LOOPBOT_BROKER_CONN_H
 #define LOOPBOT_BROKER_CONN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -35,7 +36,9 @@ struct listener;
 #define CONN_CONNECT_TIMEOUT_MS 10000u
 #define CONN_LINGER_MS 2000u
 
-/* A byte stream under a connection: TCP today, TLS and WebSocket later. */
+/* A byte stream under a connection: TCP, TLS, WebSocket later. The TCP
+ * path pays one indirect call per operation and nothing else: handshake
+ * and identity are NULL there. */
 struct conn_transport {
     const char *name;
     /* Bytes read, 0 at end of stream, -errno (-EAGAIN: nothing now). */
@@ -45,7 +48,20 @@ struct conn_transport {
     /* Input the transport holds that will not wake the fd (decrypted TLS
      * records): read again without waiting for the socket. */
     size_t (*pending)(struct conn *cn);
+    /* Sends what the transport owes the peer at the end (TLS close_notify,
+     * never waiting), closes the socket and frees the transport data. */
     void (*close)(struct conn *cn, void *scratch, size_t scratch_len);
+    /* NULL, or one slice of the transport's own handshake, run from the io
+     * callback before any read or write: 0 when it is complete; -EAGAIN to
+     * be called again when *want (LOOP_READ or LOOP_WRITE) is ready
+     * (LOOP_WRITE also means "yielding: call me next turn"); another
+     * negative value when it failed, with why (why_len bytes) set. On
+     * success why may hold a summary for the log ("TLSv1.2, TLS-..."). */
+    int (*handshake)(struct conn *cn, unsigned *want, char *why, size_t why_len);
+    /* NULL, or the peer identity the handshake authenticated (TLS-PSK
+     * identity, client certificate CN or subject), NULL if none: it becomes
+     * the client's username (client_set_identity). */
+    const char *(*identity)(struct conn *cn);
 };
 
 extern const struct conn_transport conn_tcp;
@@ -60,6 +76,8 @@ struct conn_stats {
     uint64_t keepalive_timeouts;
     uint64_t connect_timeouts;
     uint64_t framing_errors;
+    uint64_t handshake_failures; /* TLS: bad handshake, plain MQTT on a TLS port... */
+    uint64_t handshake_timeouts; /* TLS: handshake not done within the CONNECT timeout */
 };
 
 struct conn_set *conn_set_new(struct loop *loop);
@@ -70,9 +88,12 @@ void conn_set_io(struct conn_set *cs, struct core_io *io);
 /* The core, once core_new has returned; before any conn_accept. */
 void conn_set_core(struct conn_set *cs, struct core *core);
 
-/* Takes over fd (non-blocking; peer like "1.2.3.4:5678"; lst may be NULL).
- * Returns 0, or -ERR_NOMEM with fd left to the caller to close. */
-int conn_accept(struct conn_set *cs, int fd, const char *peer, struct listener *lst);
+/* Takes over fd (non-blocking; peer like "1.2.3.4:5678"; lst may be NULL)
+ * with transport tp (NULL: conn_tcp) whose per-connection state is tpd
+ * (tp->close frees it). Returns 0, or -ERR_NOMEM with fd and tpd left to
+ * the caller. */
+int conn_accept(struct conn_set *cs, int fd, const char *peer, struct listener *lst,
+                const struct conn_transport *tp, void *tpd);
 /* Graceful stop: client_disconnect(err) for every connection, then flush
  * and close each (a slow reader gets CONN_LINGER_MS). on_empty runs once
  * the last connection is closed (at once if there are none). */
@@ -86,5 +107,8 @@ void conn_close(void *ctx, void *conn, int err);
 
 /* For transports. */
 int conn_fd(const struct conn *cn);
+void *conn_transport_data(const struct conn *cn);
+/* Whether the socket failed (a transport's close should not write). */
+bool conn_io_dead(const struct conn *cn);
 
 #endif

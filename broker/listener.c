@@ -11,6 +11,7 @@
 #include "broker/log.h"
 #include "broker/loop.h"
 #include "broker/mem.h"
+#include "broker/tls.h"
 #include "mqtt/error.h"
 #include "platform/platform.h"
 
@@ -20,6 +21,7 @@
 struct listener {
     struct listener_set *ls;
     const struct listener_config *cfg;
+    struct tls_ctx *tls; /* NULL: plain TCP */
     uint16_t port;
     uint32_t max; /* 0 = unlimited */
     uint64_t count;
@@ -97,8 +99,15 @@ static void on_accept(void *arg, unsigned events)
             continue;
         }
         log_printf(LOG_T_NOTICE, "New connection from %s on port %u.", peer, l->port);
-        if (conn_accept(ls->cs, fd, peer, l) < 0) {
+        void *tpd = NULL;
+        if (l->tls && !(tpd = tls_session_new(l->tls, fd))) {
             log_printf(LOG_T_ERROR, "Error: Out of memory accepting a connection from %s.", peer);
+            platform_close(fd);
+            continue;
+        }
+        if (conn_accept(ls->cs, fd, peer, l, l->tls ? &conn_tls : NULL, tpd) < 0) {
+            log_printf(LOG_T_ERROR, "Error: Out of memory accepting a connection from %s.", peer);
+            tls_session_free(tpd);
             platform_close(fd);
             continue;
         }
@@ -158,6 +167,13 @@ static int open_one(struct listener_set *ls, struct listener *l, const char *add
     return 0;
 }
 
+/* The psk_file in force on lc: its own with per_listener_settings, else
+ * the global one (mosquitto's rule). */
+static const char *psk_file_of(const struct config *cfg, const struct listener_config *lc)
+{
+    return cfg->per_listener_settings ? lc->sec.psk_file : cfg->sec.psk_file;
+}
+
 struct listener_set *listener_set_new(struct loop *loop, struct conn_set *cs,
                                       const struct config *cfg)
 {
@@ -181,6 +197,10 @@ struct listener_set *listener_set_new(struct loop *loop, struct conn_set *cs,
         l->cfg = lc;
         l->port = lc->port;
         l->max = lc->max_connections;
+        /* TLS files are loaded before any socket opens, so a bad file
+         * stops start-up with nothing half-listening. */
+        if (tls_wanted(lc) && !(l->tls = tls_ctx_new(lc, psk_file_of(cfg, lc))))
+            goto fail;
         if (!lc->bind_address) {
             if (open_one(ls, l, "0.0.0.0") < 0 || open_one(ls, l, "::") < 0)
                 goto fail;
@@ -224,6 +244,8 @@ void listener_set_free(struct listener_set *ls)
     if (!ls)
         return;
     listener_set_stop(ls);
+    for (size_t i = 0; i < ls->nlst; i++)
+        tls_ctx_free(ls->lst[i].tls);
     mem_free(NULL, ls->lst, ls->nlst * sizeof(*ls->lst));
     mem_free(NULL, ls, sizeof(*ls));
 }

@@ -7,7 +7,9 @@
  * listener's or the broker's max_connections, a connection is accepted and
  * closed at once (as mosquitto does), logged and counted. When the process
  * is out of file descriptors (EMFILE) accepting pauses for 1 s instead of
- * spinning on an fd that stays readable. */
+ * spinning on an fd that stays readable. A listener with TLS settings
+ * (certfile/keyfile or psk_hint) gets a TLS context (tls.h), loaded at
+ * start-up, and its connections the TLS transport. */
 #ifndef LOOPBOT_BROKER_LISTENER_H
 #define LOOPBOT_BROKER_LISTENER_H
 
@@ -40,7 +42,8 @@ struct listener_set *listener_set_new(struct loop *loop, struct conn_set *cs,
                                       const struct config *cfg);
 /* Stops accepting and closes the listening sockets; connections stay. */
 void listener_set_stop(struct listener_set *ls);
-/* Frees the set; every connection must be closed first. */
+/* Frees the set (and the listeners' TLS contexts); every connection must be
+ * closed first. */
 void listener_set_free(struct listener_set *ls);
 const struct listener_stats *listener_get_stats(const struct listener_set *ls);
 size_t listener_socket_count(const struct listener_set *ls);

@@ -3,10 +3,12 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/auth.h"
 #include "broker/config.h"
 #include "broker/conn.h"
 #include "broker/core.h"
@@ -37,7 +39,185 @@ struct app {
     struct loop_timer *tick;
     struct loop_timer *stop_timer;
     bool stopping;
+    /* What SIGHUP needs to rebuild the config as start-up did. */
+    const char *config_file;
+    uint16_t ports[MAX_CLI_PORTS];
+    int nports;
+    bool local_only;
+    bool verbose;
+    struct auth *auth; /* the global security setup (core_set_auth) */
 };
+
+/* ---- security: password file, ACL, allow_anonymous (auth.h) ---- */
+
+/* Adds the -p ports (or local only mode's loopback listener) to cfg, and
+ * in local only mode lets anonymous clients in, as mosquitto 2.0 does
+ * whatever the file says. Returns 0 or -ERR_NOMEM. */
+static int add_cli_listeners(struct config *cfg, const uint16_t *ports, int nports, bool local_only)
+{
+    for (int i = 0; i < nports; i++) {
+        int rc = 0;
+        if (local_only) {
+            rc = config_add_listener(cfg, ports[i], "127.0.0.1");
+            if (rc == 0)
+                rc = config_add_listener(cfg, ports[i], "::1");
+        } else {
+            rc = config_add_listener(cfg, ports[i], NULL);
+        }
+        if (rc < 0)
+            return rc;
+    }
+    if (local_only) {
+        cfg->sec.allow_anonymous = true;
+        for (struct listener_config *l = cfg->listeners; l; l = l->next)
+            l->sec.allow_anonymous = true;
+    }
+    return 0;
+}
+
+static void free_listener_auth(struct config *cfg)
+{
+    for (struct listener_config *l = cfg->listeners; l; l = l->next) {
+        auth_free(l->auth);
+        l->auth = NULL;
+    }
+}
+
+/* Loads every password/ACL/PSK file cfg names: the global setup into
+ * *global and, with per_listener_settings, one per listener into its
+ * l->auth (the first `max` listeners only). All or nothing: on error
+ * returns < 0 with "FILE:LINE: reason" in err and nothing allocated. */
+static int build_auth(struct config *cfg, size_t max, struct auth **global, char *err,
+                      size_t errlen)
+{
+    int rc = auth_load(&cfg->sec, global, err, errlen);
+    if (rc < 0 || !cfg->per_listener_settings)
+        return rc;
+    size_t i = 0;
+    for (struct listener_config *l = cfg->listeners; l && i < max; l = l->next, i++) {
+        rc = auth_load(&l->sec, &l->auth, err, errlen);
+        if (rc < 0) {
+            free_listener_auth(cfg);
+            auth_free(*global);
+            *global = NULL;
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static bool str_differs(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
+
+static bool listener_differs(const struct listener_config *a, const struct listener_config *b)
+{
+    const struct tls_config *x = &a->tls, *y = &b->tls;
+    return a->port != b->port || a->max_connections != b->max_connections ||
+           str_differs(a->bind_address, b->bind_address) || str_differs(x->cafile, y->cafile) ||
+           str_differs(x->capath, y->capath) || str_differs(x->certfile, y->certfile) ||
+           str_differs(x->keyfile, y->keyfile) || str_differs(x->crlfile, y->crlfile) ||
+           str_differs(x->ciphers, y->ciphers) || str_differs(x->ciphers_tls13, y->ciphers_tls13) ||
+           str_differs(x->tls_version, y->tls_version) || str_differs(x->psk_hint, y->psk_hint) ||
+           x->require_certificate != y->require_certificate ||
+           x->use_identity_as_username != y->use_identity_as_username ||
+           x->use_subject_as_username != y->use_subject_as_username;
+}
+
+static void swap_sec(struct security_config *a, struct security_config *b)
+{
+    struct security_config t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* SIGHUP: re-reads the config file and every password/ACL file, and swaps
+ * them in only when all of them loaded: a typo on reload keeps the broker
+ * running on the old files. Connected clients stay connected; their next
+ * check uses the new files. Listener changes need a restart. */
+static void reload(struct app *app)
+{
+    struct config fresh;
+    config_init(&fresh);
+    char err[512];
+    if (app->config_file && config_load_file(&fresh, app->config_file, err, sizeof(err)) < 0) {
+        log_printf(LOG_T_ERROR, "Error: reload failed, keeping the running configuration: %s", err);
+        config_free(&fresh);
+        return;
+    }
+    bool local_only = app->local_only;
+    if (local_only && fresh.listeners) {
+        log_printf(LOG_T_WARNING, "Warning: the configuration now defines listeners; loopbot "
+                                  "stays in local only mode until it is restarted.");
+        struct config drop; /* config_free frees exactly the list handed to it */
+        config_init(&drop);
+        drop.listeners = fresh.listeners;
+        fresh.listeners = NULL;
+        config_free(&drop);
+    }
+    if (add_cli_listeners(&fresh, app->ports, app->nports, local_only) < 0) {
+        log_printf(LOG_T_ERROR, "Error: reload failed: out of memory.");
+        config_free(&fresh);
+        return;
+    }
+    size_t live_n = 0, fresh_n = 0;
+    for (const struct listener_config *l = app->cfg.listeners; l; l = l->next)
+        live_n++;
+    for (const struct listener_config *l = fresh.listeners; l; l = l->next)
+        fresh_n++;
+    size_t n = live_n < fresh_n ? live_n : fresh_n;
+
+    struct auth *global = NULL;
+    if (build_auth(&fresh, n, &global, err, sizeof(err)) < 0) {
+        log_printf(LOG_T_ERROR, "Error: reload failed, keeping the running password and ACL "
+                                "files: %s", err);
+        config_free(&fresh);
+        return;
+    }
+
+    bool restart = live_n != fresh_n;
+    struct listener_config *lv = app->cfg.listeners, *fr = fresh.listeners;
+    for (size_t i = 0; i < n; i++, lv = lv->next, fr = fr->next) {
+        restart |= listener_differs(lv, fr);
+        struct auth *old = lv->auth;
+        lv->auth = fr->auth; /* NULL unless per_listener_settings */
+        fr->auth = old;      /* freed below with fresh */
+        swap_sec(&lv->sec, &fr->sec);
+    }
+    if (restart)
+        log_printf(LOG_T_WARNING, "Warning: listener settings (ports, addresses, TLS files, "
+                                  "max_connections) changed; they take effect after a restart.");
+
+    /* Everything loaded: swap. Each check reads core->auth / l->auth when it
+     * runs, so no client holds the old ones after this. */
+    struct config *c = &app->cfg;
+    core_set_auth(app->core, global);
+    auth_free(app->auth);
+    app->auth = global;
+    free_listener_auth(&fresh);
+    swap_sec(&c->sec, &fresh.sec);
+    c->per_listener_settings = fresh.per_listener_settings;
+    c->max_inflight_messages = fresh.max_inflight_messages;
+    c->max_queued_messages = fresh.max_queued_messages;
+    c->max_queued_bytes = fresh.max_queued_bytes;
+    c->message_size_limit = fresh.message_size_limit;
+    c->max_keepalive = fresh.max_keepalive;
+    c->max_packet_size = fresh.max_packet_size;
+    c->log_dest = fresh.log_dest;
+    c->log_type = app->verbose ? LOG_T_ALL : fresh.log_type;
+    c->log_timestamp = fresh.log_timestamp;
+    char *old_log_file = c->log_file;
+    c->log_file = fresh.log_file;
+    fresh.log_file = old_log_file;
+    log_open(c);
+    for (const struct config_warning *w = fresh.warnings; w; w = w->next)
+        log_printf(LOG_T_WARNING, "Warning: %s", w->text);
+    config_free(&fresh);
+    log_printf(LOG_T_NOTICE, "Reloaded %s: password, ACL and PSK files%s re-read.",
+               app->config_file ? app->config_file : "the default configuration",
+               c->per_listener_settings ? " (per listener)" : "");
+}
 
 static void usage(FILE *out)
 {
@@ -95,7 +275,8 @@ static void on_signal(void *arg, int signo)
     struct app *app = arg;
     if (signo == SIGHUP) {
         log_reopen();
-        log_printf(LOG_T_NOTICE, "Received SIGHUP: log file reopened.");
+        log_printf(LOG_T_NOTICE, "Received SIGHUP: log file reopened, reloading configuration.");
+        reload(app);
         return;
     }
     if (app->stopping) {
@@ -105,6 +286,7 @@ static void on_signal(void *arg, int signo)
         return;
     }
     app->stopping = true;
+    platform_notify_stopping(); /* systemd: Type=notify (packaging/loopbot.service) */
     log_printf(LOG_T_NOTICE, "Received %s: disconnecting %zu clients and shutting down.",
                signo == SIGINT ? "SIGINT" : "SIGTERM", conn_count(app->cs));
     listener_set_stop(app->ls);
@@ -208,23 +390,26 @@ int main(int argc, char **argv)
     bool local_only = app.cfg.listeners == NULL;
     if (nports == 0 && local_only)
         ports[nports++] = DEFAULT_PORT;
-    for (int i = 0; i < nports; i++) {
-        int rc = 0;
-        if (local_only) {
-            rc = config_add_listener(&app.cfg, ports[i], "127.0.0.1");
-            if (rc == 0)
-                rc = config_add_listener(&app.cfg, ports[i], "::1");
-        } else {
-            rc = config_add_listener(&app.cfg, ports[i], NULL);
-        }
-        if (rc < 0) {
-            fprintf(stderr, "Error: Out of memory.\n");
+    app.config_file = config_file;
+    memcpy(app.ports, ports, sizeof(ports));
+    app.nports = nports;
+    app.local_only = local_only;
+    app.verbose = verbose;
+    if (add_cli_listeners(&app.cfg, ports, nports, local_only) < 0) {
+        fprintf(stderr, "Error: Out of memory.\n");
+        config_free(&app.cfg);
+        return 1;
+    }
+    /* A password or ACL file that does not load stops start-up, as in
+     * mosquitto, with FILE:LINE: reason. */
+    {
+        char err[512];
+        if (build_auth(&app.cfg, SIZE_MAX, &app.auth, err, sizeof(err)) < 0) {
+            fprintf(stderr, "Error: %s\n", err);
             config_free(&app.cfg);
             return 1;
         }
     }
-    if (local_only)
-        app.cfg.allow_anonymous = true;
     if (verbose)
         app.cfg.log_type = LOG_T_ALL;
 
@@ -263,6 +448,7 @@ int main(int argc, char **argv)
     app.core = core_new(&app.cfg, &io);
     if (!app.core)
         goto out;
+    core_set_auth(app.core, app.auth);
     conn_set_core(app.cs, app.core);
     app.ls = listener_set_new(app.loop, app.cs, &app.cfg);
     if (!app.ls)
@@ -277,6 +463,7 @@ int main(int argc, char **argv)
         goto out;
 
     log_printf(LOG_T_NOTICE, "loopbot version %s running", LOOPBOT_VERSION);
+    platform_notify_ready(); /* systemd: listeners are open */
     started = true;
     if (loop_run(app.loop) < 0)
         log_printf(LOG_T_ERROR, "Error: the event loop failed.");
@@ -291,6 +478,8 @@ out:
                    !app.loop ? "event loop" : !app.cs || !app.core ? "out of memory" : "see above");
     app_free(&app);
     log_close();
+    free_listener_auth(&app.cfg);
+    auth_free(app.auth);
     config_free(&app.cfg);
     return exit_code;
 }

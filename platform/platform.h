@@ -90,4 +90,13 @@ int platform_unix_dgram(const char *path);
 /* Closes an fd we own (EINTR is not retried: on Linux the fd is gone). */
 void platform_close(int fd);
 
+/* ---- service manager ---- */
+/* systemd's sd_notify protocol (Type=notify) without libsystemd: sends
+ * READY=1 once the listeners are open, STOPPING=1 when a graceful shutdown
+ * begins, to the unix datagram socket in $NOTIFY_SOCKET ("/path" or
+ * "@abstract"). Returns 1 when sent, 0 when $NOTIFY_SOCKET is unset (not
+ * started by systemd), or -errno. */
+int platform_notify_ready(void);
+int platform_notify_stopping(void);
+
 #endif

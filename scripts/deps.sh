@@ -8,7 +8,7 @@ pkgs=(build-essential cmake pkg-config libevent-dev libmbedtls-dev)
 if [ "$what" = test ]; then
   # cmocka for unit tests; mosquitto clients and libmosquitto drive the
   # integration tests; python3 runs them; clang builds the libFuzzer targets.
-  pkgs+=(libcmocka-dev libmosquitto-dev mosquitto-clients mosquitto python3 clang libclang-rt-14-dev)
+  pkgs+=(libcmocka-dev libmosquitto-dev mosquitto-clients mosquitto python3 openssl clang libclang-rt-14-dev)
 fi
 
 missing=()

@@ -51,7 +51,7 @@ static struct fake_conn conns[8];
 static void base_config(void)
 {
     config_init(&cfg); /* mosquitto's defaults */
-    cfg.allow_anonymous = true;
+    cfg.sec.allow_anonymous = true;
 }
 
 static int setup(void **state)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -54,9 +55,11 @@ static const struct listener_config *nth_listener(const struct config *c, size_t
 static int64_t field(const struct config *c, const char *name)
 {
     if (!strcmp(name, "allow_anonymous"))
-        return c->allow_anonymous;
+        return c->sec.allow_anonymous;
     if (!strcmp(name, "allow_anonymous_set"))
-        return c->allow_anonymous_set;
+        return c->sec.allow_anonymous_set;
+    if (!strcmp(name, "per_listener_settings"))
+        return c->per_listener_settings;
     if (!strcmp(name, "max_connections"))
         return c->max_connections;
     if (!strcmp(name, "max_inflight_messages"))
@@ -91,6 +94,14 @@ static int64_t field(const struct config *c, const char *name)
             return l->max_connections;
         if (!strcmp(name + 3, "line"))
             return l->line;
+        if (!strcmp(name + 3, "allow_anonymous"))
+            return l->sec.allow_anonymous;
+        if (!strcmp(name + 3, "require_certificate"))
+            return l->tls.require_certificate;
+        if (!strcmp(name + 3, "use_identity_as_username"))
+            return l->tls.use_identity_as_username;
+        if (!strcmp(name + 3, "use_subject_as_username"))
+            return l->tls.use_subject_as_username;
     }
     fail_msg("test table names unknown field '%s'", name);
     return 0;
@@ -261,21 +272,71 @@ static const struct row rows[] = {
     {"auth_opt_\n", -ERR_CONFIG, "unknown option 'auth_opt_'", {{0}}},
     {"max_keepalive=60\n", -ERR_CONFIG, "unknown option 'max_keepalive=60'", {{0}}},
     /* mosquitto keys not supported yet */
-    {"password_file /etc/mosquitto/passwd\n", -ERR_CONFIG,
-     NAME ":1: 'password_file' is a mosquitto option loopbot does not support yet", {{0}}},
-    {"acl_file /etc/mosquitto/acl\n", -ERR_CONFIG,
-     "'acl_file' is a mosquitto option loopbot does not support yet", {{0}}},
-    {"persistence true\n", -ERR_CONFIG, "'persistence' is a mosquitto option", {{0}}},
-    {"cafile /etc/ssl/ca.crt\n", -ERR_CONFIG, "'cafile' is a mosquitto option", {{0}}},
-    {"include_dir /etc/mosquitto/conf.d\n", -ERR_CONFIG, "'include_dir' is a mosquitto option",
-     {{0}}},
-    {"per_listener_settings true\n", -ERR_CONFIG, "'per_listener_settings' is a mosquitto option",
-     {{0}}},
+    {"persistence true\n", -ERR_CONFIG,
+     NAME ":1: 'persistence' is a mosquitto option loopbot does not support yet", {{0}}},
+    {"dhparamfile /etc/ssl/dh.pem\n", -ERR_CONFIG, "'dhparamfile' is a mosquitto option", {{0}}},
+    {"auth_plugin /usr/lib/x.so\n", -ERR_CONFIG, "'auth_plugin' is a mosquitto option", {{0}}},
+    {"allow_zero_length_clientid false\n", -ERR_CONFIG,
+     "'allow_zero_length_clientid' is a mosquitto option", {{0}}},
     {"auth_opt_db_host localhost\n", -ERR_CONFIG, "'auth_opt_db_host' is a mosquitto option", {{0}}},
     {"plugin_opt_x y\n", -ERR_CONFIG, "'plugin_opt_x' is a mosquitto option", {{0}}},
     {"connection bridge-01\n", -ERR_CONFIG, "'connection' is a mosquitto option", {{0}}},
-    {"ciphers_tls1.3 TLS_AES_128_GCM_SHA256\n", -ERR_CONFIG, "'ciphers_tls1.3' is a mosquitto",
-     {{0}}},
+    {"tls_engine pkcs11\n", -ERR_CONFIG, "'tls_engine' is a mosquitto option", {{0}}},
+    /* per_listener_settings: before any other security option */
+    {"per_listener_settings true\n", 0, NULL, {{"per_listener_settings", 1}}},
+    {"per_listener_settings false\n", 0, NULL, {{"per_listener_settings", 0}}},
+    {"listener 1883\nper_listener_settings true\n", 0, NULL, {{"per_listener_settings", 1}}},
+    {"per_listener_settings maybe\n", -ERR_CONFIG,
+     "per_listener_settings: expected true or false, got 'maybe'", {{0}}},
+    {"allow_anonymous true\nper_listener_settings true\n", -ERR_CONFIG,
+     NAME ":2: per_listener_settings: must be set before any other security setting", {{0}}},
+    {"password_file /p\nper_listener_settings true\n", -ERR_CONFIG,
+     "must be set before any other security setting", {{0}}},
+    {"listener 1883\nacl_file /a\nper_listener_settings true\n", -ERR_CONFIG,
+     NAME ":3: per_listener_settings: must be set", {{0}}},
+    {"psk_file /k\nper_listener_settings false\n", 0, NULL, {{"per_listener_settings", 0}}},
+    /* security options with per_listener_settings go to the listener above */
+    {"per_listener_settings true\nlistener 1883\nallow_anonymous true\nlistener 1884\n", 0, NULL,
+     {{"l0.allow_anonymous", 1}, {"l1.allow_anonymous", 0}, {"allow_anonymous", 0}}},
+    {"per_listener_settings true\nallow_anonymous true\nlistener 1883\n", -ERR_CONFIG,
+     NAME ":2: allow_anonymous: with per_listener_settings true it applies to a listener", {{0}}},
+    {"per_listener_settings true\npassword_file /p\n", -ERR_CONFIG,
+     "password_file: with per_listener_settings true it applies to a listener", {{0}}},
+    {"listener 1883\nallow_anonymous true\n", 0, NULL,
+     {{"allow_anonymous", 1}, {"l0.allow_anonymous", 0}}},
+    /* password_file, acl_file, psk_file */
+    {"password_file /etc/mosquitto/passwd\n", 0, NULL, {{"listeners", 0}, {"warnings", 0}}},
+    {"password_file /a\npassword_file /b\n", -ERR_CONFIG,
+     NAME ":2: password_file: given more than once", {{0}}},
+    {"acl_file /a\nacl_file /a\n", -ERR_CONFIG, "acl_file: given more than once", {{0}}},
+    {"psk_file\n", -ERR_CONFIG, "psk_file: missing value", {{0}}},
+    {"per_listener_settings true\nlistener 1\npassword_file /a\nlistener 2\npassword_file /a\n",
+     0, NULL, {{"listeners", 2}}},
+    {"per_listener_settings true\nlistener 1\nacl_file /a\nacl_file /b\n", -ERR_CONFIG,
+     NAME ":4: acl_file: given more than once for this listener", {{0}}},
+    /* TLS listener options: after a listener line */
+    {"cafile /etc/ssl/ca.crt\n", -ERR_CONFIG,
+     NAME ":1: cafile: is a listener option: put it after a 'listener' line", {{0}}},
+    {"require_certificate true\nlistener 8883\n", -ERR_CONFIG,
+     "require_certificate: is a listener option", {{0}}},
+    {"listener 8883\nrequire_certificate true\nuse_identity_as_username true\n", 0, NULL,
+     {{"l0.require_certificate", 1}, {"l0.use_identity_as_username", 1},
+      {"l0.use_subject_as_username", 0}}},
+    {"listener 8883\nuse_subject_as_username true\nlistener 1883\n", 0, NULL,
+     {{"l0.use_subject_as_username", 1}, {"l1.use_subject_as_username", 0}}},
+    {"listener 8883\nrequire_certificate yes\n", -ERR_CONFIG,
+     "require_certificate: expected true or false, got 'yes'", {{0}}},
+    {"listener 8883\ncertfile /a\ncertfile /b\n", -ERR_CONFIG,
+     NAME ":3: certfile: given more than once for this listener", {{0}}},
+    {"listener 8883\ntls_version tlsv1.2\n", 0, NULL, {{"listeners", 1}}},
+    {"listener 8883\ntls_version tlsv1.3\n", 0, NULL, {{"listeners", 1}}},
+    {"listener 8883\ntls_version tlsv1.1\n", -ERR_CONFIG,
+     "tls_version: expected tlsv1.2 or tlsv1.3, got 'tlsv1.1'", {{0}}},
+    {"listener 8883\nciphers_tls1.3 TLS_AES_128_GCM_SHA256\n", 0, NULL, {{"listeners", 1}}},
+    {"psk_hint hint\n", -ERR_CONFIG, "psk_hint: is a listener option", {{0}}},
+    /* include_dir needs a file to be read from */
+    {"include_dir /etc/mosquitto/conf.d\n", -ERR_CONFIG,
+     NAME ":1: include_dir: only read from a configuration file", {{0}}},
     /* syntax */
     {"", 0, NULL, {{"listeners", 0}, {"max_keepalive", 65535}}},
     {"\n\n\n", 0, NULL, {{"listeners", 0}}},
@@ -333,8 +394,12 @@ static void test_defaults(void **state)
     struct config c;
     config_init(&c);
     assert_null(c.listeners);
-    assert_false(c.allow_anonymous);
-    assert_false(c.allow_anonymous_set);
+    assert_false(c.sec.allow_anonymous);
+    assert_false(c.sec.allow_anonymous_set);
+    assert_null(c.sec.password_file);
+    assert_null(c.sec.acl_file);
+    assert_null(c.sec.psk_file);
+    assert_false(c.per_listener_settings);
     assert_int_equal(c.max_connections, 0);
     assert_int_equal(c.max_inflight_messages, 20);
     assert_int_equal(c.max_queued_messages, 1000);
@@ -598,8 +663,8 @@ static void check_realistic(const struct config *c)
     assert_int_equal(c->listeners->next->port, 1884);
     assert_int_equal(c->listeners->next->next->port, 1885);
     assert_int_equal(c->listeners->next->next->line, 18);
-    assert_true(c->allow_anonymous);
-    assert_true(c->allow_anonymous_set);
+    assert_true(c->sec.allow_anonymous);
+    assert_true(c->sec.allow_anonymous_set);
     assert_int_equal(c->max_inflight_messages, 10);
     assert_int_equal(c->max_queued_messages, 500);
     assert_int_equal(c->max_queued_bytes, 1048576);
@@ -767,6 +832,221 @@ static void test_add_listener(void **state)
     config_free(&c);
 }
 
+/* The strings of the security and TLS keys land where they belong. */
+static const char *const secure =
+    "per_listener_settings true\n"
+    "listener 1883 127.0.0.1\n"
+    "allow_anonymous true\n"
+    "listener 8883\n"
+    "password_file /etc/loopbot/passwd\n"
+    "acl_file /etc/loopbot/acl file\n"
+    "psk_file /etc/loopbot/psk\n"
+    "cafile /etc/loopbot/ca.crt\n"
+    "capath /etc/ssl/certs\n"
+    "certfile /etc/loopbot/server.crt\n"
+    "keyfile /etc/loopbot/server.key\n"
+    "crlfile /etc/loopbot/crl.pem\n"
+    "ciphers ECDHE-ECDSA-AES128-GCM-SHA256\n"
+    "ciphers_tls1.3 TLS_AES_128_GCM_SHA256\n"
+    "tls_version tlsv1.2\n"
+    "psk_hint loopbot\n"
+    "require_certificate true\n"
+    "use_identity_as_username true\n"
+    "max_connections 50\n";
+
+static void check_secure(const struct config *c)
+{
+    assert_true(c->per_listener_settings);
+    assert_null(c->sec.password_file);
+    assert_false(c->sec.allow_anonymous_set);
+    const struct listener_config *a = c->listeners, *b = a->next;
+    assert_true(a->sec.allow_anonymous);
+    assert_true(a->sec.allow_anonymous_set);
+    assert_null(a->sec.password_file);
+    assert_null(a->tls.certfile);
+    assert_false(b->sec.allow_anonymous);
+    assert_false(b->sec.allow_anonymous_set);
+    assert_string_equal(b->sec.password_file, "/etc/loopbot/passwd");
+    assert_string_equal(b->sec.acl_file, "/etc/loopbot/acl file");
+    assert_string_equal(b->sec.psk_file, "/etc/loopbot/psk");
+    assert_string_equal(b->tls.cafile, "/etc/loopbot/ca.crt");
+    assert_string_equal(b->tls.capath, "/etc/ssl/certs");
+    assert_string_equal(b->tls.certfile, "/etc/loopbot/server.crt");
+    assert_string_equal(b->tls.keyfile, "/etc/loopbot/server.key");
+    assert_string_equal(b->tls.crlfile, "/etc/loopbot/crl.pem");
+    assert_string_equal(b->tls.ciphers, "ECDHE-ECDSA-AES128-GCM-SHA256");
+    assert_string_equal(b->tls.ciphers_tls13, "TLS_AES_128_GCM_SHA256");
+    assert_string_equal(b->tls.tls_version, "tlsv1.2");
+    assert_string_equal(b->tls.psk_hint, "loopbot");
+    assert_true(b->tls.require_certificate);
+    assert_true(b->tls.use_identity_as_username);
+    assert_false(b->tls.use_subject_as_username);
+    assert_int_equal(b->max_connections, 50);
+    assert_null(b->auth);
+}
+
+static void test_security_keys(void **state)
+{
+    (void)state;
+    struct config c;
+    config_init(&c);
+    assert_int_equal(load(&c, secure), 0);
+    check_secure(&c);
+    config_free(&c);
+
+    /* Global settings; a later load replaces a path it sets, keeps others;
+     * a failed load changes nothing. */
+    config_init(&c);
+    assert_int_equal(load(&c, "password_file /a\nacl_file /b\nallow_anonymous true\n"), 0);
+    assert_string_equal(c.sec.password_file, "/a");
+    assert_int_equal(load(&c, "password_file /c\n"), 0);
+    assert_string_equal(c.sec.password_file, "/c");
+    assert_string_equal(c.sec.acl_file, "/b");
+    size_t used = mem_used_total();
+    assert_int_equal(load(&c, "acl_file /d\npsk_file /e\nbogus\n"), -ERR_CONFIG);
+    assert_int_equal(mem_used_total(), used);
+    assert_string_equal(c.sec.acl_file, "/b");
+    assert_null(c.sec.psk_file);
+    assert_true(c.sec.allow_anonymous);
+    config_free(&c);
+    assert_null(c.sec.password_file);
+}
+
+static int run_secure(struct config *c, const void *arg)
+{
+    (void)arg;
+    return load(c, secure);
+}
+
+static void test_security_alloc_failures(void **state)
+{
+    (void)state;
+    size_t base = mem_used_total();
+    struct config c;
+    mem_fail_nth(0);
+    config_init(&c);
+    assert_int_equal(run_secure(&c, NULL), 0);
+    config_free(&c);
+    unsigned long count = mem_fail_nth(0);
+    assert_true(count >= 15);
+    for (unsigned long n = 1; n <= count + 1; n++) {
+        config_init(&c);
+        mem_fail_nth(n);
+        int rc = run_secure(&c, NULL);
+        mem_fail_nth(0);
+        if (rc == 0)
+            check_secure(&c);
+        else if (rc != -ERR_NOMEM)
+            fail_msg("allocation %lu failing gave %d (%s)", n, rc, err);
+        else
+            assert_null(c.listeners);
+        config_free(&c);
+        if (mem_used_total() != base)
+            fail_msg("allocation %lu failing leaked %zu bytes", n, mem_used_total() - base);
+    }
+}
+
+static void test_include_dir(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/loopbot-test-include-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char main_path[256], inc[256], path[320];
+    snprintf(main_path, sizeof(main_path), "%s/main.conf", dir);
+    snprintf(inc, sizeof(inc), "%s/conf.d", dir);
+    assert_int_equal(mkdir(inc, 0700), 0);
+    /* mosquitto's order: 00 01 A a B b; other names are skipped. */
+    const char *names[] = {"b.conf", "A.conf", "01.conf", "a.conf", "B.conf", "00.conf",
+                           ".conf", "notes.txt", "x.conf.bak"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        char text[64];
+        snprintf(text, sizeof(text), "listener %zu\n", 2000 + i);
+        snprintf(path, sizeof(path), "%s/%s", inc, names[i]);
+        write_file(path, text);
+    }
+    char text[512];
+    snprintf(text, sizeof(text), "listener 1883\ninclude_dir %s\nlistener 1884\n", inc);
+    write_file(main_path, text);
+    struct config c;
+    config_init(&c);
+    assert_int_equal(config_load_file(&c, main_path, err, sizeof(err)), 0);
+    static const uint16_t want[] = {1883, 2005, 2002, 2001, 2003, 2004, 2000, 1884};
+    assert_int_equal(count_listeners(&c), 8);
+    for (size_t i = 0; i < 8; i++)
+        assert_int_equal(nth_listener(&c, i)->port, want[i]);
+    config_free(&c);
+
+    /* An error inside an included file names that file and line, then where
+     * it was included; nothing is kept. */
+    snprintf(path, sizeof(path), "%s/B.conf", inc);
+    write_file(path, "# two\n\nmax_keepalive abc\n");
+    config_init(&c);
+    assert_int_equal(config_load_file(&c, main_path, err, sizeof(err)), -ERR_CONFIG);
+    char expect[700];
+    snprintf(expect, sizeof(expect),
+             "%s/B.conf:3: max_keepalive: expected a number from 0 to 65535, got 'abc' (in "
+             "include_dir at %s:2)", inc, main_path);
+    assert_string_equal(err, expect);
+    assert_null(c.listeners);
+    config_free(&c);
+
+    /* include_dir inside an included file: ignored with a warning, as
+     * mosquitto ignores it. A trailing '/' on the directory is fine. */
+    snprintf(text, sizeof(text), "include_dir %s\n", dir);
+    write_file(path, text);
+    snprintf(text, sizeof(text), "include_dir %s/\n", inc);
+    write_file(main_path, text);
+    config_init(&c);
+    assert_int_equal(config_load_file(&c, main_path, err, sizeof(err)), 0);
+    assert_int_equal(count_listeners(&c), 5);
+    assert_int_equal(count_warnings(&c), 1);
+    snprintf(expect, sizeof(expect), "%s/B.conf:1: include_dir is ignored in an included file",
+             inc);
+    assert_non_null(strstr(c.warnings->text, expect));
+    config_free(&c);
+
+    /* A directory that cannot be opened. */
+    snprintf(text, sizeof(text), "\ninclude_dir %s/missing\n", dir);
+    write_file(main_path, text);
+    config_init(&c);
+    assert_int_equal(config_load_file(&c, main_path, err, sizeof(err)), -ERR_CONFIG);
+    snprintf(expect, sizeof(expect), "%s:2: include_dir: cannot open '%s/missing': No such file",
+             main_path, dir);
+    assert_non_null(strstr(err, expect));
+    config_free(&c);
+
+    /* Every allocation failing in turn, with an include. */
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", inc, names[i]);
+        unlink(path);
+    }
+    snprintf(path, sizeof(path), "%s/a.conf", inc);
+    write_file(path, secure + strlen("per_listener_settings true\n"));
+    snprintf(text, sizeof(text), "per_listener_settings true\ninclude_dir %s\n", inc);
+    write_file(main_path, text);
+    size_t base = mem_used_total();
+    mem_fail_nth(0);
+    config_init(&c);
+    assert_int_equal(config_load_file(&c, main_path, err, sizeof(err)), 0);
+    check_secure(&c);
+    config_free(&c);
+    unsigned long count = mem_fail_nth(0);
+    for (unsigned long n = 1; n <= count; n++) {
+        config_init(&c);
+        mem_fail_nth(n);
+        int rc = config_load_file(&c, main_path, err, sizeof(err));
+        mem_fail_nth(0);
+        assert_int_equal(rc, -ERR_NOMEM);
+        assert_non_null(strstr(err, "out of memory"));
+        config_free(&c);
+        assert_int_equal(mem_used_total(), base);
+    }
+    unlink(path);
+    unlink(main_path);
+    rmdir(inc);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -783,6 +1063,9 @@ int main(void)
         cmocka_unit_test(test_file_grows),
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_add_listener),
+        cmocka_unit_test(test_security_keys),
+        cmocka_unit_test(test_security_alloc_failures),
+        cmocka_unit_test(test_include_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
