@@ -401,6 +401,31 @@ static int opt_listener(struct parser *p, const struct option *o, const char *v,
     return 0;
 }
 
+/* metrics_listener PORT [ADDRESS] (loopbot's own key): the HTTP listener
+ * for /metrics and /healthz, on loopback unless an address is given. */
+static int opt_metrics_listener(struct parser *p, const struct option *o, const char *v, size_t n)
+{
+    const char *s = v, *end = v + n, *port, *addr, *extra;
+    size_t portlen = next_word(&s, end, &port);
+    size_t addrlen = next_word(&s, end, &addr);
+    size_t extralen = next_word(&s, end, &extra);
+    uint16_t num;
+    int rc = parse_port(p, o->name, port, portlen, &num);
+    if (rc < 0)
+        return rc;
+    if (extralen)
+        return fail(p, "%s: expected 'metrics_listener PORT [ADDRESS]', got '%.*s%s'", o->name,
+                    SHOW(v, n));
+    if (addrlen >= sizeof(p->c->metrics_address))
+        return fail(p, "%s: '%.*s%s' is not a numeric address", o->name, SHOW(addr, addrlen));
+    p->c->metrics_port = num;
+    if (addrlen) {
+        memcpy(p->c->metrics_address, addr, addrlen);
+        p->c->metrics_address[addrlen] = '\0';
+    }
+    return 0;
+}
+
 static void default_listener_wanted(struct parser *p)
 {
     if (!p->dl_line)
@@ -762,6 +787,7 @@ static const struct option options[] = {
     NUMBER(max_queued_messages, 0, INT32_MAX),
     NUMBER(max_topic_alias, 0, 65535),
     NUMBER(message_size_limit, 0, 268435455), /* MQTT's largest payload */
+    {"metrics_listener", opt_metrics_listener, 0, 0, 0, 0},
     {"password_file", opt_sec_path, SEC(password_file), 0, 0},
     {"per_listener_settings", opt_per_listener_settings, 0, 0, 0, 0},
     {"persistent_client_expiration", opt_expiration, 0, 0, 0, 0},
@@ -771,6 +797,7 @@ static const struct option options[] = {
     TLS_BOOL(require_certificate),
     {"retain_available", opt_bool, FIELD(retain_available), 0, 0},
     {"retry_interval", opt_ignored, 0, 0, 0, 0},
+    NUMBER(sys_interval, 0, 65535),
     {"tls_version", opt_tls_version, TLS(tls_version), 0, 0},
     TLS_BOOL(use_identity_as_username),
     TLS_BOOL(use_subject_as_username),
@@ -794,7 +821,7 @@ static const char *const mosquitto_options[] = {
     "persistence_file", "persistence_location", "pid_file", "plugin", "protocol",
     "queue_qos0_messages", "remote_clientid", "remote_password", "remote_username",
     "restart_timeout", "round_robin", "set_tcp_nodelay", "socket_domain", "start_type",
-    "sys_interval", "threshold", "tls_engine", "tls_engine_kpass_sha1", "tls_keyform", "topic",
+    "threshold", "tls_engine", "tls_engine_kpass_sha1", "tls_keyform", "topic",
     "try_private", "upgrade_outgoing_qos", "use_username_as_clientid", "user", "username",
     "websockets_headers_size", "websockets_log_level",
 };
@@ -907,6 +934,8 @@ void config_init(struct config *c)
 #endif
     c->message_size_limit = 0;
     c->max_keepalive = 65535;
+    c->sys_interval = 10;
+    snprintf(c->metrics_address, sizeof(c->metrics_address), "127.0.0.1");
     c->max_packet_size = 0;
     c->max_qos = 2;
     c->max_topic_alias = 10;

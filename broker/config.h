@@ -95,6 +95,9 @@ struct config {
     uint16_t max_topic_alias;     /* Topic Alias Maximum announced to MQTT 5 clients */
     bool retain_available;        /* false: retained PUBLISH refused (0x9A) */
     int64_t persistent_client_expiration; /* seconds; -1 = never */
+    uint32_t sys_interval;        /* seconds between $SYS updates; 0 = off */
+    uint16_t metrics_port;        /* HTTP /metrics and /healthz; 0 = off */
+    char metrics_address[64];     /* numeric; default 127.0.0.1 */
     uint32_t log_dest;            /* LOG_D_* */
     char *log_file;               /* with LOG_D_FILE */
     uint32_t log_type;            /* LOG_T_* */

@@ -12,10 +12,12 @@
 #include "broker/config.h"
 #include "broker/conn.h"
 #include "broker/core.h"
+#include "broker/http.h"
 #include "broker/listener.h"
 #include "broker/log.h"
 #include "broker/loop.h"
 #include "broker/mem.h"
+#include "broker/metrics.h"
 #include "mqtt/error.h"
 #include "platform/platform.h"
 
@@ -46,6 +48,8 @@ struct app {
     bool local_only;
     bool verbose;
     struct auth *auth; /* the global security setup (core_set_auth) */
+    struct http_server *http; /* metrics_listener, when configured */
+    uint64_t started_ms, last_sys_ms;
 };
 
 /* ---- security: password file, ACL, allow_anonymous (auth.h) ---- */
@@ -250,10 +254,80 @@ static int parse_port(const char *s, uint16_t *port)
     return 0;
 }
 
+static void publish_sys(struct app *app, uint64_t now)
+{
+    struct loop_stats st;
+    loop_get_stats(app->loop, &st);
+    struct sys_figures f = {
+        .version = LOOPBOT_VERSION,
+        .uptime_s = (now - app->started_ms) / 1000,
+        .heap_bytes = mem_used_total(),
+        .loop_busy_fraction = st.busy_fraction,
+        .loop_longest_ms = (double)st.longest_us / 1e3,
+        .loop_longest_what = st.longest_label,
+    };
+    core_publish_sys(app->core, &f, now);
+    app->last_sys_ms = now;
+}
+
 static void on_tick(void *arg)
 {
     struct app *app = arg;
-    core_tick(app->core, loop_now_ms(app->loop));
+    uint64_t now = loop_now_ms(app->loop);
+    core_tick(app->core, now);
+    uint32_t every = app->cfg.sys_interval;
+    if (every && now - app->last_sys_ms >= (uint64_t)every * 1000)
+        publish_sys(app, now);
+}
+
+/* ---- HTTP /metrics and /healthz (metrics_listener) ---- */
+
+static size_t http_metrics(void *arg, char *buf, size_t cap)
+{
+    struct app *app = arg;
+    struct loop_stats st;
+    loop_get_stats(app->loop, &st);
+    struct metrics_figures f = {
+        .core = core_stats(app->core),
+        .loop = &st,
+        .conn = conn_get_stats(app->cs),
+        .listeners = listener_get_stats(app->ls),
+        .heap_bytes = mem_used_total(),
+        .log_dropped = log_dropped_total(),
+        .uptime_s = (loop_now_ms(app->loop) - app->started_ms) / 1000,
+    };
+    return metrics_format(&f, buf, cap);
+}
+
+/* Answered from the loop itself, so an answer at all means it turns. */
+static const char *http_unhealthy(void *arg)
+{
+    struct app *app = arg;
+    if (app->stopping)
+        return "shutting down\n";
+    if (listener_socket_count(app->ls) == 0)
+        return "no MQTT listener is open\n";
+    return NULL;
+}
+
+static int start_http(struct app *app)
+{
+    if (!app->cfg.metrics_port)
+        return 0;
+    static const struct http_handlers handlers_proto = {NULL, http_metrics, http_unhealthy};
+    struct http_handlers h = handlers_proto;
+    h.arg = app;
+    const char *why = NULL;
+    app->http = http_server_new(app->loop, app->cfg.metrics_address, app->cfg.metrics_port, &h,
+                                &why);
+    if (!app->http) {
+        log_printf(LOG_T_ERROR, "Error: metrics_listener %u %s: %s.", app->cfg.metrics_port,
+                   app->cfg.metrics_address, why);
+        return -ERR_IO;
+    }
+    log_printf(LOG_T_NOTICE, "Metrics and health checks on http://%s:%u/metrics and /healthz.",
+               app->cfg.metrics_address, app->cfg.metrics_port);
+    return 0;
 }
 
 static void on_all_closed(void *arg)
@@ -322,6 +396,7 @@ static void log_loop_stats(const struct app *app)
 /* Frees whatever was created, in reverse order. */
 static void app_free(struct app *app)
 {
+    http_server_free(app->http);
     conn_set_free(app->cs); /* client_free for each: before core_free */
     listener_set_free(app->ls);
     core_free(app->core);
@@ -461,6 +536,11 @@ int main(int argc, char **argv)
     app.stop_timer = loop_timer_new(app.loop, "shutdown", on_stop_timeout, &app);
     if (!app.tick || !app.stop_timer || loop_timer_start(app.tick, TICK_MS, true) < 0)
         goto out;
+    if (start_http(&app) < 0)
+        goto out;
+    app.started_ms = loop_now_ms(app.loop);
+    if (app.cfg.sys_interval)
+        publish_sys(&app, app.started_ms);
 
     log_printf(LOG_T_NOTICE, "loopbot version %s running", LOOPBOT_VERSION);
     platform_notify_ready(); /* systemd: listeners are open */

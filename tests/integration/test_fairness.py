@@ -272,21 +272,36 @@ class OperatorEndpoints(BrokerTestCase):
         self.assertGreater(self.metric(after, "loopbot_loop_callbacks_total"),
                            self.metric(before, "loopbot_loop_callbacks_total"))
 
+    def wait_value(self, sub, topic, want, timeout=4.0):
+        """Reads PUBLISHes on topic until its payload is want (the retained
+        value from before can come first; sys_interval 1 sends changes)."""
+        deadline = time.monotonic() + timeout
+        seen = []
+        while time.monotonic() < deadline:
+            p = sub.expect(PUBLISH, timeout=max(0.1, deadline - time.monotonic())).publish(4)
+            if p["topic"] == topic:
+                seen.append(p["payload"])
+                if p["payload"] == want:
+                    return
+        self.fail("%s never became %r (saw %r)" % (topic, want, seen))
+
     def test_sys_topics(self):
         sub = self.raw()
         sub.connect("sys-sub")
         sub.subscribe("$SYS/broker/clients/connected", qos=0)
-        p = sub.expect(PUBLISH, timeout=3)
-        topic, payload = p.publish(4)["topic"], p.publish(4)["payload"]
-        self.assertEqual(topic, "$SYS/broker/clients/connected")
-        self.assertEqual(int(payload), 1)
+        self.wait_value(sub, "$SYS/broker/clients/connected", b"1")
         other = self.raw()
         other.connect("sys-other")
-        p = sub.expect(PUBLISH, timeout=3)  # sys_interval 1: the change goes out
-        self.assertEqual(int(p.publish(4)["payload"]), 2)
+        self.wait_value(sub, "$SYS/broker/clients/connected", b"2")
         sub.subscribe("$SYS/broker/loop/busy", qos=0, mid=2)
-        p = sub.expect(PUBLISH, timeout=3)
-        self.assertGreaterEqual(float(p.publish(4)["payload"]), 0.0)
+        p = sub.expect(PUBLISH, timeout=3).publish(4)
+        self.assertEqual(p["topic"], "$SYS/broker/loop/busy")
+        self.assertGreaterEqual(float(p["payload"]), 0.0)
+        # clients cannot write to $SYS
+        other.publish("$SYS/broker/clients/connected", b"999", qos=1)
+        sub.subscribe("$SYS/broker/clients/connected", qos=0, mid=3)
+        p = sub.expect(PUBLISH, timeout=3).publish(4)
+        self.assertNotEqual(p["payload"], b"999")
 
 
 if __name__ == "__main__":
