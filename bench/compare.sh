@@ -150,21 +150,23 @@ matrix=(
     "pairs-q1-closed|pairs -n $PAIRS --qos 1 --rate 0 $W"
 )
 
-port_base=$((21000 + $$ % 20000))
+# Listen ports below the ephemeral range (32768+), where no client socket can
+# already hold the port; checked against every TCP socket, not just listeners.
+port_base=$((20000 + $$ % 10000))
 runs=0
-port_free() { ! ss -Htln "sport = :$1" 2>/dev/null | grep -q .; }
-next_port() {
+port_free() { ! ss -Htan "sport = :$1" 2>/dev/null | grep -q .; }
+next_port() { # sets $port (no subshell: port_base must advance)
     while :; do
         port_base=$((port_base + 1))
-        [ $port_base -lt 60000 ] || port_base=21000
-        port_free $port_base && { echo $port_base; return; }
+        [ $port_base -lt 32000 ] || port_base=20000
+        port_free $port_base && { port=$port_base; return; }
     done
 }
 
 # run_one BROKER NAME ARGS
 run_one() {
     local broker=$1 name=$2 args=$3 port conf log pid rc line longest
-    port=$(next_port)
+    next_port
     conf="$out/$name.$broker.conf"
     log="$out/$name.$broker.log"
     {

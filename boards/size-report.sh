@@ -68,7 +68,7 @@ for b in "${boards[@]}"; do
   cp "$bin" "$work/loopbot-$b"
   "$strip" "$work/loopbot-$b"
   size=$(stat -c %s "$work/loopbot-$b")
-  arch=$(file -b "$bin" | sed -n 's/.*LSB [a-z ]*executable, \([^,]*\),.*/\1/p' | sed 's/ARM aarch64/aarch64/')
+  arch=$(file -b "$bin" | sed -n 's/.*LSB [a-z ]*executable, \([^,]*\),.*/\1/p' | sed 's/ARM aarch64/aarch64/; s/^ARM$/arm32/')
   defaults="$(cache_get "$dir" LOOPBOT_DEFAULT_MAX_CONNECTIONS)/$(cache_get "$dir" LOOPBOT_DEFAULT_MAX_QUEUED_MESSAGES)/$(cache_get "$dir" LOOPBOT_DEFAULT_MAX_QUEUED_BYTES)"
   [ "$defaults" != "//" ] || defaults="built-in"
   static=$(cache_get "$dir" LOOPBOT_STATIC)

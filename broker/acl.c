@@ -345,8 +345,8 @@ static bool is_dollar(const uint8_t *l, size_t n)
 bool acl_filters_intersect(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 {
     struct levels ia = {a, alen, 0, false}, ib = {b, blen, 0, false};
-    const uint8_t *la, *lb;
-    size_t na, nb;
+    const uint8_t *la = NULL, *lb = NULL;
+    size_t na = 0, nb = 0;
     for (bool first = true;; first = false) {
         bool ha = lv_next(&ia, &la, &na), hb = lv_next(&ib, &lb, &nb);
         if (!ha && !hb)
@@ -424,7 +424,7 @@ static int rule_test(const struct acl_rule *r, bool pattern, const struct who *w
     if (r->ucount && !w->user)
         return 0;
     size_t need = r->len + (size_t)r->ccount * w->idlen + (size_t)r->ucount * w->ulen;
-    uint8_t stack[EXPAND_STACK];
+    uint8_t stack[EXPAND_STACK] = {0}; /* zeroed: gcc 12 cannot see it is written first */
     uint8_t *buf = need <= sizeof(stack) ? stack : mem_alloc(NULL, need);
     if (!buf)
         return -ERR_NOMEM;

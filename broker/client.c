@@ -13,6 +13,7 @@
 #include "broker/mem.h"
 #include "broker/message.h"
 #include "broker/outq.h"
+#include "broker/persist.h"
 #include "broker/topic_alias.h"
 #include "broker/topic_tree.h"
 #include "mqtt/packet.h"
@@ -44,6 +45,19 @@ struct client {
     const struct listener_config *lc;
     char *identity; /* from the transport; the username when set */
     char *username; /* as authenticated, for ACL checks; NULL = anonymous */
+    /* Persistence: acks (PUBACK, PUBREC, PUBCOMP) waiting for the store to
+     * commit the records their packet caused, in the order they are due;
+     * linked in core->ack_waiters while any wait. */
+    struct pending_ack *acks;
+    uint32_t acks_head, acks_n, acks_cap;
+    struct client *ack_prev, *ack_next;
+};
+
+struct pending_ack {
+    uint64_t ticket;
+    uint16_t packet_id;
+    uint8_t type, reason;
+    int err;
 };
 
 /* The largest incoming packet when message_size_limit is set: the payload
@@ -178,6 +192,83 @@ static int send_ack(struct client *c, uint8_t type, uint16_t packet_id, uint8_t 
     p.u.ack.reason = c->version == MQTT_V5 ? reason : 0;
     add_reason_string(c, &p, err);
     return send_packet(c, &p);
+}
+
+/* The acknowledgement policy with persistence on (docs/persistence.md): a
+ * PUBACK/PUBREC/PUBCOMP goes out only once the store has committed every
+ * record queued so far (those this packet caused among them), so an
+ * acknowledged message survives a kill -9. Acks of one client keep their
+ * order. With persistence off this is send_ack. */
+static int send_ack_durable(struct client *c, uint8_t type, uint16_t packet_id, uint8_t reason,
+                            int err)
+{
+    struct core *core = c->core;
+    if (!core->persist)
+        return send_ack(c, type, packet_id, reason, err);
+    uint64_t ticket = persist_ticket(core);
+    if (c->acks_n == c->acks_head && ticket <= persist_done(core))
+        return send_ack(c, type, packet_id, reason, err);
+    if (c->acks_head && c->acks_n == c->acks_cap) {
+        memmove(c->acks, c->acks + c->acks_head, (c->acks_n - c->acks_head) * sizeof(*c->acks));
+        c->acks_n -= c->acks_head;
+        c->acks_head = 0;
+    }
+    if (c->acks_n == c->acks_cap) {
+        uint32_t cap = c->acks_cap ? c->acks_cap * 2 : 8;
+        struct pending_ack *v = mem_realloc(&c->acct, c->acks, c->acks_cap * sizeof(*v),
+                                            cap * sizeof(*v));
+        if (!v)
+            return -ERR_NOMEM;
+        c->acks = v;
+        c->acks_cap = cap;
+    }
+    c->acks[c->acks_n++] = (struct pending_ack){ticket, packet_id, type, reason, err};
+    if (!c->ack_prev && core->ack_waiters != c) {
+        c->ack_next = core->ack_waiters;
+        if (c->ack_next)
+            c->ack_next->ack_prev = c;
+        core->ack_waiters = c;
+    }
+    return 0;
+}
+
+static void ack_unlink(struct client *c)
+{
+    struct core *core = c->core;
+    if (!c->ack_prev && core->ack_waiters != c)
+        return;
+    if (c->ack_prev)
+        c->ack_prev->ack_next = c->ack_next;
+    else
+        core->ack_waiters = c->ack_next;
+    if (c->ack_next)
+        c->ack_next->ack_prev = c->ack_prev;
+    c->ack_prev = c->ack_next = NULL;
+    mem_free(&c->acct, c->acks, c->acks_cap * sizeof(*c->acks));
+    c->acks = NULL;
+    c->acks_head = c->acks_n = c->acks_cap = 0;
+}
+
+void client__acks_flush(struct core *core, uint64_t done, uint64_t now_ms)
+{
+    struct client *c = core->ack_waiters;
+    while (c) {
+        struct client *next = c->ack_next;
+        while (c->acks_head < c->acks_n && c->acks[c->acks_head].ticket <= done) {
+            const struct pending_ack *a = &c->acks[c->acks_head++];
+            /* A client on its way out gets no more acks. */
+            if (c->state != CL_CONNECTED)
+                continue;
+            int rc = send_ack(c, a->type, a->packet_id, a->reason, a->err);
+            if (rc < 0) {
+                client_disconnect(c, rc, now_ms);
+                c->core->io.close(c->core->io.ctx, c->conn, rc);
+            }
+        }
+        if (c->acks_head == c->acks_n)
+            ack_unlink(c);
+        c = next;
+    }
 }
 
 /* v3 CONNACK return codes for the reasons a CONNECT is refused. */
@@ -444,6 +535,7 @@ static int on_connect(struct client *c, const struct mqtt_packet *p, uint64_t no
     s->lc = c->lc;
     mem_strfree(NULL, s->username);
     s->username = session_user;
+    persist_session_online(s);
     c->session = s;
     c->keepalive = keepalive;
     c->state = CL_CONNECTED;
@@ -553,7 +645,7 @@ static int on_publish(struct client *c, const struct mqtt_packet *p, uint64_t no
         return -ERR_RETAIN_NOT_SUPPORTED; /* [MQTT-3.2.2-14] */
 
     if (pub->qos == 2 && session_rx_qos2_has(s, pub->packet_id))
-        return send_ack(c, MQTT_PUBREC, pub->packet_id, 0, 0); /* a resend: once only */
+        return send_ack_durable(c, MQTT_PUBREC, pub->packet_id, 0, 0); /* a resend: once only */
 
     if (pub->qos == 2 && c->version == MQTT_V5 && cfg->max_inflight_messages &&
         s->rx_qos2_count >= cfg->max_inflight_messages)
@@ -601,14 +693,14 @@ static int on_publish(struct client *c, const struct mqtt_packet *p, uint64_t no
     }
 
     if (pub->qos == 1)
-        return send_ack(c, MQTT_PUBACK, pub->packet_id, reason, why);
+        return send_ack_durable(c, MQTT_PUBACK, pub->packet_id, reason, why);
     if (pub->qos == 2) {
         if (reason < 0x80) {
             int rc = session_rx_qos2_add(s, pub->packet_id);
             if (rc < 0)
                 return rc;
         }
-        return send_ack(c, MQTT_PUBREC, pub->packet_id, reason, why);
+        return send_ack_durable(c, MQTT_PUBREC, pub->packet_id, reason, why);
     }
     return 0;
 }
@@ -627,7 +719,7 @@ static int on_pubrel(struct client *c, const struct mqtt_packet *p, uint64_t now
 {
     (void)now_ms;
     bool had = session_rx_qos2_remove(c->session, p->u.ack.packet_id);
-    return send_ack(c, MQTT_PUBCOMP, p->u.ack.packet_id, had ? 0 : 0x92, 0);
+    return send_ack_durable(c, MQTT_PUBCOMP, p->u.ack.packet_id, had ? 0 : 0x92, 0);
 }
 
 static int on_pubcomp(struct client *c, const struct mqtt_packet *p, uint64_t now_ms)
@@ -665,6 +757,7 @@ static int subscribe_one(struct client *c, struct mqtt_bytes filter, uint8_t opt
     if (sub) {
         sub->options = options;
         sub->sub_id = sub_id;
+        persist_sub_put(s, sub);
     } else {
         sub = topic_tree_add(c->core->subs, filter.ptr, filter.len, s, options, sub_id);
         if (!sub)
@@ -912,6 +1005,7 @@ void client_free(struct client *c, int err, uint64_t now_ms)
         router_publish(core, c->will, now_ms);
         message_unref(c->will);
     }
+    ack_unlink(c); /* acks still waiting for a commit are dropped */
     topic_alias_clear(&c->alias_in);
     topic_alias_clear(&c->alias_out);
     mem_strfree(NULL, c->identity);

@@ -257,7 +257,7 @@ static int sec_target(struct parser *p, const struct option *o, struct security_
 
 static int opt_allow_anonymous(struct parser *p, const struct option *o, const char *v, size_t n)
 {
-    struct security_config *sec;
+    struct security_config *sec = NULL;
     bool b;
     int rc = parse_bool(p, o, v, n, &b);
     if (rc == 0)
@@ -299,7 +299,7 @@ static int set_string(struct parser *p, const struct option *o, char **field, co
 /* password_file, acl_file, psk_file: global, or per listener. */
 static int opt_sec_path(struct parser *p, const struct option *o, const char *v, size_t n)
 {
-    struct security_config *sec;
+    struct security_config *sec = NULL;
     int rc = sec_target(p, o, &sec);
     if (rc < 0)
         return rc;
@@ -625,6 +625,21 @@ static int opt_log_type(struct parser *p, const struct option *o, const char *v,
 }
 
 /* mosquitto 2.0 accepts retry_interval and ignores it; so do we. */
+/* persistence_location DIR, persistence_file NAME: fixed-size fields, so
+ * the config keeps owning nothing more. */
+static int opt_persist_path(struct parser *p, const struct option *o, const char *v, size_t n)
+{
+    if (n >= o->size)
+        return fail(p, "%s: longer than %zu bytes", o->name, o->size - 1);
+    if (o->offset == offsetof(struct config, persistence_file) && memchr(v, '/', n))
+        return fail(p, "%s: a file name, not a path: put the directory in persistence_location",
+                    o->name);
+    char *field = (char *)p->c + o->offset;
+    memcpy(field, v, n);
+    field[n] = '\0';
+    return 0;
+}
+
 static int opt_ignored(struct parser *p, const struct option *o, const char *v, size_t n)
 {
     return warn(p, "'%s' is no longer used (mosquitto 2.0 ignores it too)", o->name);
@@ -790,6 +805,10 @@ static const struct option options[] = {
     {"metrics_listener", opt_metrics_listener, 0, 0, 0, 0},
     {"password_file", opt_sec_path, SEC(password_file), 0, 0},
     {"per_listener_settings", opt_per_listener_settings, 0, 0, 0, 0},
+    {"persistence", opt_bool, FIELD(persistence), 0, 0},
+    {"persistence_file", opt_persist_path, FIELD(persistence_file), 0, 0},
+    {"persistence_location", opt_persist_path, FIELD(persistence_location), 0, 0},
+    {"persistence_sync", opt_bool, FIELD(persistence_sync), 0, 0},
     {"persistent_client_expiration", opt_expiration, 0, 0, 0, 0},
     {"port", opt_port, 0, 0, 0, 0},
     {"psk_file", opt_sec_path, SEC(psk_file), 0, 0},
@@ -817,8 +836,7 @@ static const char *const mosquitto_options[] = {
     "connection_messages", "dhparamfile", "http_dir", "idle_timeout", "keepalive_interval",
     "local_cleansession", "local_clientid", "local_password", "local_username", "log_facility",
     "log_timestamp_format", "max_inflight_bytes", "memory_limit", "mount_point",
-    "notification_topic", "notifications", "notifications_local_only", "password", "persistence",
-    "persistence_file", "persistence_location", "pid_file", "plugin", "protocol",
+    "notification_topic", "notifications", "notifications_local_only", "password", "pid_file", "plugin", "protocol",
     "queue_qos0_messages", "remote_clientid", "remote_password", "remote_username",
     "restart_timeout", "round_robin", "set_tcp_nodelay", "socket_domain", "start_type",
     "threshold", "tls_engine", "tls_engine_kpass_sha1", "tls_keyform", "topic",
@@ -944,6 +962,9 @@ void config_init(struct config *c)
     c->log_dest = LOG_D_STDERR;
     c->log_type = LOG_T_ERROR | LOG_T_WARNING | LOG_T_NOTICE | LOG_T_INFO;
     c->log_timestamp = true;
+    c->persistence = false;
+    c->persistence_sync = false;
+    snprintf(c->persistence_file, sizeof(c->persistence_file), "loopbot.db");
 }
 
 static void sec_free(struct security_config *s)

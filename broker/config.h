@@ -102,6 +102,14 @@ struct config {
     char *log_file;               /* with LOG_D_FILE */
     uint32_t log_type;            /* LOG_T_* */
     bool log_timestamp;
+    /* Persistence (docs/persistence.md): off by default, as mosquitto. The
+     * store is persistence_location/persistence_file (default: the current
+     * directory, loopbot.db). persistence_sync: fsync every commit. Read at
+     * start-up only. */
+    bool persistence;
+    bool persistence_sync;
+    char persistence_location[1024];
+    char persistence_file[256];
     struct config_warning *warnings; /* in file order */
 };
 

@@ -12,8 +12,10 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "broker/auth.h"
 #include "broker/client.h"
 #include "broker/core.h"
+#include "broker/core_priv.h" /* core__auth_for: the PSK keys of a listener */
 #include "broker/listener.h"
 #include "broker/log.h"
 #include "broker/mem.h"
@@ -181,6 +183,13 @@ bool conn_io_dead(const struct conn *cn)
     return cn->io_dead;
 }
 
+int conn_psk_key(const struct conn *cn, const uint8_t *identity, size_t len, uint8_t *key,
+                 size_t cap)
+{
+    const struct listener_config *lc = cn->lst ? listener_config_of(cn->lst) : NULL;
+    return auth_psk_key(core__auth_for(cn->cs->core, lc), identity, len, key, cap);
+}
+
 /* ---- helpers ---- */
 
 static uint64_t now_ms(const struct conn *cn)
@@ -307,7 +316,15 @@ static void framing_error(struct conn *cn, int err)
 static size_t run_packets(struct conn *cn, const uint8_t *data, size_t len, int *budget)
 {
     size_t off = 0;
+    /* Fan-out counts too: one PUBLISH to 1,000 subscribers is 1,000
+     * deliveries, so a read stops once it has caused a turn's worth. */
+    const struct core_stats *st = core_stats(cn->cs->core);
+    uint64_t sent_before = st->messages_sent;
     while (off < len && *budget > 0 && !cn->closing && !cn->paused) {
+        if (st->messages_sent - sent_before >= CONN_DELIVERIES_PER_EVENT) {
+            *budget = 0;
+            break;
+        }
         int r = mqtt_scan(data + off, len - off, client_max_packet_in(cn->client));
         if (r == 0)
             break;

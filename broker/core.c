@@ -6,6 +6,7 @@
 #include "broker/core_priv.h"
 #include "broker/mem.h"
 #include "broker/message.h"
+#include "broker/persist.h"
 #include "broker/retain.h"
 #include "broker/topic_tree.h"
 #include "mqtt/error.h"
@@ -173,6 +174,7 @@ static int heap_update(struct core *core, struct session *s)
 static void publish_will(struct core *core, struct session *s, uint64_t now_ms)
 {
     struct message *will = s->will;
+    persist_will_clear(s);
     s->will = NULL;
     router_publish(core, will, now_ms);
     message_unref(will);
@@ -185,6 +187,7 @@ void core__session_destroy(struct core *core, struct session *s, uint64_t now_ms
     heap_remove(core, s);
     if (strmap_get(&core->sessions, s->client_id, s->id_len) == s)
         strmap_del(&core->sessions, s->client_id, s->id_len);
+    persist_session_destroy(s);
     if (s->will)
         publish_will(core, s, now_ms);
     session_free(s);
@@ -201,6 +204,7 @@ void core__session_offline(struct core *core, struct session *s, uint64_t now_ms
     s->expire_at_ms = s->expiry_interval == SESSION_NEVER_EXPIRES
                           ? 0
                           : now_ms + (uint64_t)s->expiry_interval * 1000;
+    persist_session_offline(s, now_ms);
     if (heap_update(core, s) < 0) {
         /* Without a place in the heap it could never expire: end it now
          * rather than keep it forever. */
@@ -212,10 +216,16 @@ void core__session_offline(struct core *core, struct session *s, uint64_t now_ms
  * cancelled [MQTT-3.1.3-9]. */
 void core__session_online(struct core *core, struct session *s)
 {
+    persist_will_clear(s);
     message_unref(s->will);
     s->will = NULL;
     s->expire_at_ms = 0;
     heap_remove(core, s);
+}
+
+int core__session_refile(struct core *core, struct session *s)
+{
+    return heap_update(core, s);
 }
 
 void core_tick(struct core *core, uint64_t now_ms)

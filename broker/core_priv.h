@@ -14,6 +14,7 @@ struct auth;
 struct config;
 struct listener_config;
 struct message;
+struct persist;
 struct retain_store;
 struct topic_tree;
 
@@ -55,6 +56,10 @@ struct core {
      * on SIGHUP (core_set_auth). */
     struct auth *auth;
     uint64_t id_counter; /* assigned client ids */
+    /* persistence true: the store's hooks (persist.c); NULL = off, and
+     * then every persist_* call returns at once. */
+    struct persist *persist;
+    struct client *ack_waiters; /* clients with acks waiting for a commit */
     uint64_t id_seed;
 };
 
@@ -79,5 +84,12 @@ int core__session_insert(struct core *core, struct session *s);
 void core__session_destroy(struct core *core, struct session *s, uint64_t now_ms);
 void core__session_offline(struct core *core, struct session *s, uint64_t now_ms);
 void core__session_online(struct core *core, struct session *s);
+/* Start-up: (re)files a restored offline session by its expire_at_ms and
+ * delayed will. Returns 0 or -ERR_NOMEM. */
+int core__session_refile(struct core *core, struct session *s);
+
+/* Persistence: sends every deferred ack whose commit ticket is <= done
+ * (client.c). */
+void client__acks_flush(struct core *core, uint64_t done, uint64_t now_ms);
 
 #endif

@@ -197,10 +197,17 @@ struct listener_set *listener_set_new(struct loop *loop, struct conn_set *cs,
         l->cfg = lc;
         l->port = lc->port;
         l->max = lc->max_connections;
-        /* TLS files are loaded before any socket opens, so a bad file
-         * stops start-up with nothing half-listening. */
-        if (tls_wanted(lc) && !(l->tls = tls_ctx_new(lc, psk_file_of(cfg, lc))))
+    }
+    /* Every listener's TLS files load before any socket opens: a bad file
+     * stops start-up with nothing listening, and no client can reach one
+     * port while another is still loading its keys. */
+    i = 0;
+    for (const struct listener_config *lc = cfg->listeners; lc; lc = lc->next, i++)
+        if (tls_wanted(lc) && !(ls->lst[i].tls = tls_ctx_new(lc, psk_file_of(cfg, lc))))
             goto fail;
+    i = 0;
+    for (const struct listener_config *lc = cfg->listeners; lc; lc = lc->next, i++) {
+        struct listener *l = &ls->lst[i];
         if (!lc->bind_address) {
             if (open_one(ls, l, "0.0.0.0") < 0 || open_one(ls, l, "::") < 0)
                 goto fail;

@@ -18,6 +18,8 @@
 #include "broker/loop.h"
 #include "broker/mem.h"
 #include "broker/metrics.h"
+#include "broker/persist.h"
+#include "broker/store.h"
 #include "mqtt/error.h"
 #include "platform/platform.h"
 
@@ -30,6 +32,8 @@
 /* A graceful stop waits this long for clients to take their DISCONNECT. */
 #define SHUTDOWN_MAX_MS 2000
 #define TICK_MS 1000
+/* Shutdown waits this long for the store's last commit. */
+#define STORE_CLOSE_MAX_MS 5000
 
 struct app {
     struct config cfg;
@@ -49,6 +53,8 @@ struct app {
     bool verbose;
     struct auth *auth; /* the global security setup (core_set_auth) */
     struct http_server *http; /* metrics_listener, when configured */
+    struct store *store;      /* persistence true */
+    struct loop_io *store_io; /* its completion fd */
     uint64_t started_ms, last_sys_ms;
 };
 
@@ -393,11 +399,94 @@ static void log_loop_stats(const struct app *app)
                (unsigned long long)log_dropped_total());
 }
 
+/* ---- persistence (docs/persistence.md) ---- */
+
+static void on_store_done(void *arg, unsigned events)
+{
+    (void)events;
+    struct app *app = arg;
+    persist_completed(app->core, loop_now_ms(app->loop));
+}
+
+/* Opens the store and loads it into the core, before the listeners open.
+ * An unusable store never stops the gateway: it is set aside (store.c) or,
+ * if even a new one cannot be made, the broker runs without persistence,
+ * loudly. */
+static void start_persistence(struct app *app)
+{
+    const struct config *c = &app->cfg;
+    if (!c->persistence)
+        return;
+    char why[256] = "";
+    int set_aside = 0;
+    const char *dir = c->persistence_location[0] ? c->persistence_location : ".";
+    struct store *st = store_open(dir, c->persistence_file, c->persistence_sync, &set_aside, why,
+                                  sizeof(why));
+    if (set_aside)
+        log_printf(LOG_T_ERROR, "Error: persistence: %s/%s is unusable (%s): moved aside to "
+                                "%s.corrupt-<time>; starting with an EMPTY store.",
+                   dir, c->persistence_file, why, c->persistence_file);
+    if (!st) {
+        log_printf(LOG_T_ERROR, "Error: persistence: cannot open %s/%s (%s): running WITHOUT "
+                                "persistence.", dir, c->persistence_file, why);
+        return;
+    }
+    uint64_t t0 = platform_now_ms();
+    int rc = persist_attach(app->core, st, loop_now_ms(app->loop), platform_wall_ms());
+    if (rc < 0)
+        log_printf(LOG_T_ERROR, "Error: persistence: loading %s/%s failed part way (%s); going on "
+                                "with what loaded.", dir, c->persistence_file, mqtt_err_message(rc));
+    app->store_io = loop_io_add(app->loop, store_fd(st), "store", on_store_done, app);
+    if (!app->store_io || loop_io_set(app->store_io, LOOP_READ) < 0 || store_start(st) < 0) {
+        log_printf(LOG_T_ERROR, "Error: persistence: cannot start the store worker: running "
+                                "WITHOUT persistence.");
+        loop_io_remove(app->store_io);
+        app->store_io = NULL;
+        store_close(persist_detach(app->core), STORE_CLOSE_MAX_MS);
+        return;
+    }
+    app->store = st;
+    struct persist_counts n;
+    persist_get_counts(app->core, &n);
+    log_printf(LOG_T_NOTICE, "Persistence: %s/%s (%s): loaded %llu sessions, %llu subscriptions, "
+                             "%llu queued messages, %llu retained, %llu wills in %llu ms; %llu "
+                             "expired rows dropped.",
+               dir, c->persistence_file, c->persistence_sync ? "fsync every commit" : "WAL, NORMAL",
+               (unsigned long long)n.sessions, (unsigned long long)n.subscriptions,
+               (unsigned long long)n.deliveries, (unsigned long long)n.retained,
+               (unsigned long long)n.wills, (unsigned long long)(platform_now_ms() - t0),
+               (unsigned long long)n.dropped);
+}
+
+/* After every client is gone (their sessions' offline records queued):
+ * the last commit, close, join. */
+static void stop_persistence(struct app *app)
+{
+    if (!app->store)
+        return;
+    struct store_stats s;
+    store_get_stats(app->store, &s);
+    loop_io_remove(app->store_io);
+    app->store_io = NULL;
+    struct store *st = persist_detach(app->core);
+    app->store = NULL;
+    if (store_close(st, STORE_CLOSE_MAX_MS) < 0)
+        log_printf(LOG_T_ERROR, "Error: persistence: the last commit did not finish in %u ms; "
+                                "unacknowledged work may be lost.", STORE_CLOSE_MAX_MS);
+    log_printf(LOG_T_INFO, "Persistence: %llu commits, %llu records; commit %.2f ms mean, %.2f ms "
+                           "max.",
+               (unsigned long long)s.commits, (unsigned long long)s.records,
+               s.commits ? (double)s.total_commit_us / 1e3 / (double)s.commits : 0.0,
+               (double)s.max_commit_us / 1e3);
+}
+
 /* Frees whatever was created, in reverse order. */
 static void app_free(struct app *app)
 {
     http_server_free(app->http);
     conn_set_free(app->cs); /* client_free for each: before core_free */
+    app->cs = NULL;
+    stop_persistence(app); /* before core_free, which must not touch the store */
     listener_set_free(app->ls);
     core_free(app->core);
     for (int i = 0; i < 3; i++)
@@ -525,6 +614,7 @@ int main(int argc, char **argv)
         goto out;
     core_set_auth(app.core, app.auth);
     conn_set_core(app.cs, app.core);
+    start_persistence(&app); /* everything stored is back before clients come */
     app.ls = listener_set_new(app.loop, app.cs, &app.cfg);
     if (!app.ls)
         goto out;

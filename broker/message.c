@@ -39,6 +39,8 @@ struct message *message_new(const struct mqtt_bytes *topic, const struct mqtt_by
     m->props_len = (uint32_t)props_len;
     m->expiry_ms = expiry_ms;
     m->origin = origin;
+    m->pid = 0;
+    m->store_refs = 0;
     m->topic = m->data;
     m->payload = m->topic + topic->len + 1;
     m->props = m->payload + payload->len;
@@ -49,6 +51,36 @@ struct message *message_new(const struct mqtt_bytes *topic, const struct mqtt_by
         memcpy(m->payload, payload->ptr, payload->len);
     if (props_len > 0)
         mqtt_props_encode(&fwd, m->props, (size_t)props_len);
+    return m;
+}
+
+struct message *message_new_raw(const uint8_t *topic, size_t topic_len, const uint8_t *payload,
+                                size_t payload_len, const uint8_t *props, size_t props_len,
+                                uint8_t qos, bool retain, uint64_t expiry_ms)
+{
+    if (topic_len > UINT16_MAX || payload_len > UINT32_MAX || props_len > UINT32_MAX)
+        return NULL;
+    size_t size = sizeof(struct message) + topic_len + 1 + payload_len + props_len;
+    struct message *m = mem_calloc(NULL, size);
+    if (!m)
+        return NULL;
+    m->refs = 1;
+    m->qos = qos;
+    m->retain = retain;
+    m->topic_len = (uint16_t)topic_len;
+    m->payload_len = (uint32_t)payload_len;
+    m->props_len = (uint32_t)props_len;
+    m->expiry_ms = expiry_ms;
+    m->topic = m->data;
+    m->payload = m->topic + topic_len + 1;
+    m->props = m->payload + payload_len;
+    if (topic_len)
+        memcpy(m->topic, topic, topic_len);
+    m->topic[topic_len] = '\0';
+    if (payload_len)
+        memcpy(m->payload, payload, payload_len);
+    if (props_len)
+        memcpy(m->props, props, props_len);
     return m;
 }
 

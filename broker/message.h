@@ -19,6 +19,8 @@ struct message {
     uint32_t props_len;   /* forwarded MQTT 5 properties, already encoded */
     uint64_t expiry_ms;   /* absolute monotonic ms; 0 = never expires */
     const void *origin;   /* publishing session, for No Local; may dangle, only compared */
+    uint64_t pid;         /* persistence: its row id in the store; 0 = not stored */
+    uint32_t store_refs;  /* persistence: stored rows (queues, retained, wills) referencing it */
     uint8_t *topic;       /* NUL-terminated copy (topic_len bytes + NUL) */
     uint8_t *payload;
     uint8_t *props;       /* encoded block: payload format, content type,
@@ -32,6 +34,11 @@ struct message {
 struct message *message_new(const struct mqtt_bytes *topic, const struct mqtt_bytes *payload,
                             const struct mqtt_props *props, uint8_t qos, bool retain,
                             uint64_t expiry_ms, const void *origin);
+/* The same from bytes already encoded (the store's rows at start-up):
+ * props is a forwarded-properties block as message_new builds it. */
+struct message *message_new_raw(const uint8_t *topic, size_t topic_len, const uint8_t *payload,
+                                size_t payload_len, const uint8_t *props, size_t props_len,
+                                uint8_t qos, bool retain, uint64_t expiry_ms);
 struct message *message_ref(struct message *m);
 void message_unref(struct message *m);
 /* Total bytes the message holds (for queue accounting). */

@@ -44,6 +44,8 @@ void outq_clear(struct outq *q)
 uint8_t *outq_reserve(struct outq *q, size_t len)
 {
     struct outq_chunk *t = q->tail;
+    if (len > SIZE_MAX - sizeof(*t))
+        return NULL; /* header + len would wrap size_t (32-bit boards) */
     if (!t || t->cap - t->len < len) {
         size_t cap = len > OUTQ_CHUNK ? len : OUTQ_CHUNK;
         struct outq_chunk *ch = mem_alloc(q->acct, sizeof(*ch) + cap);

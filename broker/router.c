@@ -5,6 +5,7 @@
 #include "broker/core_priv.h"
 #include "broker/mem.h"
 #include "broker/message.h"
+#include "broker/persist.h"
 #include "broker/retain.h"
 #include "broker/topic_tree.h"
 #include "mqtt/packet.h"
@@ -76,8 +77,16 @@ static void on_match(void *ctx, struct subscription *sub)
 uint32_t router_publish(struct core *core, struct message *msg, uint64_t now_ms)
 {
     if (msg->retain) {
+        /* Persistence needs the message it replaces (NULL when off). */
+        struct message *old = core->persist ? retain_get(core->retained, msg->topic, msg->topic_len)
+                                            : NULL;
+        if (old)
+            message_ref(old);
         if (retain_set(core->retained, msg->topic, msg->topic_len, msg) < 0)
             core->stats.messages_dropped++;
+        else
+            persist_retained(core, msg, old);
+        message_unref(old);
     }
     core->route_gen++;
     core->ntargets = 0;

@@ -6,6 +6,7 @@
 #include "broker/core_priv.h"
 #include "broker/message.h"
 #include "broker/outq.h"
+#include "broker/persist.h"
 #include "broker/topic_alias.h"
 #include "broker/topic_tree.h"
 #include "mqtt/packet.h"
@@ -30,6 +31,7 @@ struct session *session_new(struct core *core, const uint8_t *client_id, size_t 
 
 static void delivery_free(struct session *s, struct delivery *d)
 {
+    persist_dlv_gone(s, d);
     message_unref(d->msg);
     mem_free(&s->acct, d, sizeof(*d));
 }
@@ -239,6 +241,10 @@ static void start_inflight(struct session *s, struct delivery *d, uint64_t now_m
         return;
     }
     inflight_push(s, d);
+    if (d->seq)
+        persist_dlv_update(s, d);
+    else
+        persist_dlv_put(s, d);
 }
 
 /* Fills the send window from the queue, skipping expired messages. */
@@ -327,10 +333,12 @@ int session_deliver(struct session *s, struct message *msg, const struct deliver
     }
     d->msg = message_ref(msg);
     d->spec = *spec;
-    if (window_open)
+    if (window_open) {
         start_inflight(s, d, now_ms);
-    else
+    } else {
         queue_push(s, d);
+        persist_dlv_put(s, d);
+    }
     return 0;
 }
 
@@ -356,6 +364,7 @@ static struct delivery *handoff_list(struct session *s, struct delivery **head, 
             s->queued_count--;
             s->queued_bytes -= message_size(d->msg);
         }
+        persist_dlv_gone(s, d);
         fn(ctx, s, d->msg, &d->spec); /* takes the message reference */
         mem_free(&s->acct, d, sizeof(*d));
     }
@@ -424,6 +433,7 @@ int session_on_pubrec(struct session *s, uint16_t packet_id, uint8_t reason, uin
         return 0;
     }
     d->state = DLV_WAIT_PUBCOMP;
+    persist_dlv_update(s, d);
     return send_pubrel(s, packet_id, 0);
 }
 
@@ -460,6 +470,7 @@ int session_rx_qos2_add(struct session *s, uint16_t packet_id)
         s->rx_qos2_cap = cap;
     }
     s->rx_qos2[s->rx_qos2_count++] = packet_id;
+    persist_rxq(s, packet_id, true);
     return 0;
 }
 
@@ -468,10 +479,21 @@ bool session_rx_qos2_remove(struct session *s, uint16_t packet_id)
     for (uint32_t i = 0; i < s->rx_qos2_count; i++) {
         if (s->rx_qos2[i] == packet_id) {
             s->rx_qos2[i] = s->rx_qos2[--s->rx_qos2_count];
+            persist_rxq(s, packet_id, false);
             return true;
         }
     }
     return false;
+}
+
+/* ---- start-up --------------------------------------------------------- */
+
+void session_restore_delivery(struct session *s, struct delivery *d)
+{
+    if (d->state == DLV_QUEUED)
+        queue_push(s, d);
+    else
+        inflight_push(s, d);
 }
 
 /* ---- subscriptions ---------------------------------------------------- */
@@ -498,11 +520,13 @@ int session_add_sub(struct session *s, struct subscription *sub)
         s->subs_cap = cap;
     }
     s->subs[s->nsubs++] = sub;
+    persist_sub_put(s, sub);
     return 0;
 }
 
 void session_remove_sub(struct session *s, struct subscription *sub)
 {
+    persist_sub_del(s, sub);
     for (uint32_t i = 0; i < s->nsubs; i++) {
         if (s->subs[i] == sub) {
             s->subs[i] = s->subs[--s->nsubs];

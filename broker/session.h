@@ -52,6 +52,7 @@ struct delivery {
     uint16_t packet_id;
     uint8_t state;
     struct delivery_spec spec;
+    uint64_t seq; /* persistence: its row in the store (order in the session); 0 = not stored */
 };
 
 /* The connection a session is attached to while online. */
@@ -97,6 +98,13 @@ struct session {
     uint64_t will_at_ms;
     uint32_t heap_idx;        /* 1-based place in the core's deadline heap; 0 = none */
 
+    /* Persistence (persist.c): written to the store (expiry > 0 and
+     * persistence on); the last delivery seq given out; the delayed will is
+     * in the store. Clean sessions never touch the store. */
+    bool persist;
+    bool will_stored;
+    uint64_t dlv_seq;
+
     uint64_t slow_since_ms; /* over the out-queue soft limit since; 0 = not */
     bool slow_closing;
     uint64_t route_gen; /* routing: last publish that reached this session */
@@ -139,6 +147,10 @@ int session_on_pubcomp(struct session *s, uint16_t packet_id, uint64_t now_ms);
 int session_rx_qos2_add(struct session *s, uint16_t packet_id);
 bool session_rx_qos2_has(const struct session *s, uint16_t packet_id);
 bool session_rx_qos2_remove(struct session *s, uint16_t packet_id);
+
+/* Start-up (persist.c): appends d, read back from the store, to the
+ * in-flight list (state past DLV_QUEUED) or to the queue. */
+void session_restore_delivery(struct session *s, struct delivery *d);
 
 /* Subscriptions the session holds, found by their full filter text. */
 struct subscription *session_find_sub(const struct session *s, const uint8_t *filter, size_t len);

@@ -51,7 +51,6 @@
 #include "broker/log.h"
 #include "broker/loop.h"
 #include "broker/mem.h"
-#include "broker/strmap.h"
 #include "mqtt/error.h"
 #include "mqtt/packet.h"
 #include "platform/platform.h"
@@ -108,12 +107,6 @@ static void rng_unref(void)
 
 /* ---- contexts ---- */
 
-struct psk_entry {
-    char *identity;
-    uint8_t key[TLS_PSK_KEY_MAX];
-    size_t key_len;
-};
-
 struct tls_ctx {
     mbedtls_ssl_config conf;
     mbedtls_x509_crt cert; /* our chain */
@@ -122,7 +115,6 @@ struct tls_ctx {
     mbedtls_x509_crl crl;
     mbedtls_ssl_cache_context cache;
     int suites[TLS_CIPHERS_MAX + 1]; /* 0-terminated; suites[0] == 0: defaults */
-    struct strmap psk;               /* identity -> struct psk_entry */
     bool rng_held, cache_on;
     bool use_identity, use_subject;
     int line;
@@ -132,7 +124,9 @@ struct tls_ctx {
 struct tls_session {
     mbedtls_ssl_context ssl;
     struct tls_ctx *ctx;
+    struct conn *cn; /* set by the first handshake slice */
     int fd;
+    int psk_err; /* why psk_cb refused: -ERR_NOT_FOUND, -ERR_NOSPACE */
     bool setup; /* mbedtls_ssl_setup done: the 2 x 16 KiB buffers exist */
     bool done;  /* handshake over */
     int read_end;   /* after the bytes read so far: 1 = end of stream, <0 = -errno */
@@ -167,150 +161,31 @@ static const char *mbed_err(int r, char *buf, size_t cap)
     return buf;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* mosquitto's psk_file: "identity:hexkey" lines, '#' comments. An odd
- * number of hex digits gets a leading 0, as mosquitto's BN_hex2bn does. */
-static int load_psk(struct tls_ctx *ctx, const struct listener_config *lc, const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        lerr(lc, "psk_file %s: %s", path, strerror(errno));
-        return -1;
-    }
-    char line[1024];
-    int lineno = 0, rc = 0;
-    while (rc == 0 && fgets(line, sizeof(line), f)) {
-        lineno++;
-        size_t n = strlen(line);
-        if (n == sizeof(line) - 1 && line[n - 1] != '\n') {
-            lerr(lc, "psk_file %s:%d: line too long", path, lineno);
-            rc = -1;
-            break;
-        }
-        while (n && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' ' ||
-                     line[n - 1] == '\t'))
-            line[--n] = '\0';
-        char *s = line;
-        while (*s == ' ' || *s == '\t')
-            s++;
-        if (*s == '\0' || *s == '#')
-            continue;
-        char *colon = strrchr(s, ':');
-        if (!colon || colon == s) {
-            lerr(lc, "psk_file %s:%d: expected identity:hexkey", path, lineno);
-            rc = -1;
-            break;
-        }
-        *colon = '\0';
-        const char *hex = colon + 1;
-        size_t idlen = (size_t)(colon - s), hl = strlen(hex);
-        if (idlen > TLS_PSK_IDENTITY_MAX ||
-            mqtt_utf8_validate((const uint8_t *)s, idlen) < 0) {
-            lerr(lc, "psk_file %s:%d: identity is not UTF-8 of at most %u bytes", path, lineno,
-                 TLS_PSK_IDENTITY_MAX);
-            rc = -1;
-            break;
-        }
-        if (hl == 0 || (hl + 1) / 2 > TLS_PSK_KEY_MAX) {
-            lerr(lc, "psk_file %s:%d: key must be 1 to %u bytes (%u hex digits)", path, lineno,
-                 TLS_PSK_KEY_MAX, 2 * TLS_PSK_KEY_MAX);
-            rc = -1;
-            break;
-        }
-        struct psk_entry *e = mem_calloc(NULL, sizeof(*e));
-        if (!e) {
-            lerr(lc, "psk_file %s: out of memory", path);
-            rc = -1;
-            break;
-        }
-        size_t odd = hl & 1;
-        for (size_t i = 0; i < hl; i++) {
-            int v = hexval((unsigned char)hex[i]);
-            if (v < 0) {
-                lerr(lc, "psk_file %s:%d: key is not hexadecimal", path, lineno);
-                rc = -1;
-                break;
-            }
-            size_t pos = i + odd;
-            e->key[pos / 2] |= (uint8_t)(pos & 1 ? v : v << 4);
-        }
-        e->key_len = (hl + 1) / 2;
-        e->identity = rc ? NULL : mem_strndup(NULL, s, idlen);
-        if (rc || !e->identity) {
-            if (!rc)
-                lerr(lc, "psk_file %s: out of memory", path);
-            mbedtls_platform_zeroize(e, sizeof(*e));
-            mem_free(NULL, e, sizeof(*e));
-            rc = -1;
-            break;
-        }
-        struct psk_entry *old = strmap_get(&ctx->psk, e->identity, idlen);
-        if (strmap_put(&ctx->psk, e->identity, idlen, e) < 0) {
-            lerr(lc, "psk_file %s: out of memory", path);
-            mem_strfree(NULL, e->identity);
-            mbedtls_platform_zeroize(e, sizeof(*e));
-            mem_free(NULL, e, sizeof(*e));
-            rc = -1;
-            break;
-        }
-        if (old) { /* the last line for an identity wins */
-            mem_strfree(NULL, old->identity);
-            mbedtls_platform_zeroize(old, sizeof(*old));
-            mem_free(NULL, old, sizeof(*old));
-        }
-    }
-    if (rc == 0 && ferror(f)) {
-        lerr(lc, "psk_file %s: %s", path, strerror(errno));
-        rc = -1;
-    }
-    mbedtls_platform_zeroize(line, sizeof(line));
-    fclose(f);
-    if (rc == 0 && ctx->psk.count == 0) {
-        lerr(lc, "psk_file %s has no identities", path);
-        rc = -1;
-    }
-    return rc;
-}
-
-static void free_psk(struct tls_ctx *ctx)
-{
-    for (size_t i = 0; i < ctx->psk.cap; i++) {
-        struct psk_entry *e = ctx->psk.slots[i].key ? ctx->psk.slots[i].value : NULL;
-        if (!e)
-            continue;
-        mem_strfree(NULL, e->identity);
-        mbedtls_platform_zeroize(e, sizeof(*e));
-        mem_free(NULL, e, sizeof(*e));
-    }
-    strmap_free(&ctx->psk);
-}
-
-/* mbedTLS's PSK callback: the identity picks the key; it becomes the
- * client's username, as in mosquitto. An unknown identity fails the
+/* mbedTLS's PSK callback: the identity picks the key from psk_file, as the
+ * auth module loaded it (and reloads it on SIGHUP); the identity becomes
+ * the client's username, as in mosquitto. An unknown identity fails the
  * handshake (mbedTLS sends unknown_psk_identity). */
 static int psk_cb(void *arg, mbedtls_ssl_context *ssl, const unsigned char *id, size_t len)
 {
-    struct tls_ctx *ctx = arg;
+    (void)arg;
     struct tls_session *s = ssl->p_bio;
-    const struct psk_entry *e = strmap_get(&ctx->psk, id, len);
-    if (!e)
+    uint8_t key[MBEDTLS_PSK_MAX_LEN];
+    int n = conn_psk_key(s->cn, id, len, key, sizeof(key));
+    if (n < 0) {
+        s->psk_err = n;
         return -1;
-    char *copy = mem_strndup(NULL, e->identity, strlen(e->identity));
-    if (!copy)
+    }
+    char *copy = mem_strndup(NULL, id, len);
+    if (!copy || mqtt_utf8_validate(id, len) < 0 || memchr(id, 0, len)) {
+        mem_strfree(NULL, copy);
+        mbedtls_platform_zeroize(key, sizeof(key));
         return -1;
+    }
     mem_strfree(NULL, s->identity);
     s->identity = copy;
-    return mbedtls_ssl_set_hs_psk(ssl, e->key, e->key_len);
+    int r = mbedtls_ssl_set_hs_psk(ssl, key, (size_t)n);
+    mbedtls_platform_zeroize(key, sizeof(key));
+    return r;
 }
 
 /* ---- cipher suite names ---- */
@@ -631,9 +506,6 @@ struct tls_ctx *tls_ctx_new(const struct listener_config *lc, const char *psk_fi
     mbedtls_pk_init(&ctx->key);
     mbedtls_x509_crt_init(&ctx->ca);
     mbedtls_x509_crl_init(&ctx->crl);
-    uint64_t seed = 0;
-    platform_random(&seed, sizeof(seed));
-    strmap_init(&ctx->psk, seed);
 
     char eb[200];
     if (rng_ref(eb, sizeof(eb)) < 0) {
@@ -653,13 +525,18 @@ struct tls_ctx *tls_ctx_new(const struct listener_config *lc, const char *psk_fi
         goto fail;
     if (lc->tls.ciphers && parse_ciphers(ctx, lc) < 0)
         goto fail;
+    if (lc->tls.ciphers_tls13)
+        log_printf(LOG_T_WARNING,
+                   "Warning: listener on line %d (port %u): ciphers_tls1.3 has no effect: mbedTLS "
+                   "%s has no TLS 1.3.",
+                   lc->line, (unsigned)lc->port, MBEDTLS_VERSION_STRING);
     if (lc->tls.psk_hint) {
+        /* The keys themselves are the auth module's (auth_psk_key): it
+         * loads psk_file with the password file and reloads it on SIGHUP. */
         if (!psk_file) {
             lerr(lc, "psk_hint is set but no psk_file is: PSK clients could not connect");
             goto fail;
         }
-        if (load_psk(ctx, lc, psk_file) < 0)
-            goto fail;
         mbedtls_ssl_conf_psk_cb(&ctx->conf, psk_cb, ctx);
     } else {
         /* Resumed sessions skip the key exchange: a reconnect storm after a
@@ -678,13 +555,14 @@ struct tls_ctx *tls_ctx_new(const struct listener_config *lc, const char *psk_fi
         goto fail;
     }
     log_printf(LOG_T_INFO,
-               "TLS on port %u: TLS 1.%d%s, %s, client certificates %s%s%s, %zu PSK identities.",
+               "TLS on port %u: TLS 1.%d%s, %s, client certificates %s%s%s%s.",
                (unsigned)lc->port, lc->tls.tls_version && !strcmp(lc->tls.tls_version, "tlsv1.1") ? 1 : 2,
                lc->tls.tls_version && !strcmp(lc->tls.tls_version, "tlsv1.1") ? " to 1.2" : "",
                lc->tls.ciphers ? "configured cipher suites" : "mbedTLS default cipher suites",
                lc->tls.require_certificate ? "required" : "not requested",
                ctx->use_identity ? ", CN is the username" : "",
-               ctx->use_subject ? ", subject is the username" : "", ctx->psk.count);
+               ctx->use_subject ? ", subject is the username" : "",
+               lc->tls.psk_hint ? ", PSK from psk_file" : "");
     return ctx;
 fail:
     tls_ctx_free(ctx);
@@ -702,7 +580,6 @@ void tls_ctx_free(struct tls_ctx *ctx)
     mbedtls_pk_free(&ctx->key);
     mbedtls_x509_crt_free(&ctx->ca);
     mbedtls_x509_crl_free(&ctx->crl);
-    free_psk(ctx);
     if (ctx->rng_held)
         rng_unref();
     mem_free(NULL, ctx, sizeof(*ctx));
@@ -794,7 +671,12 @@ static void describe(struct tls_session *s, int r, char *why, size_t cap)
         return;
     }
     mbed_err(r, eb, sizeof(eb));
-    if (r == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE && s->ssl.in_msg) {
+    if (s->psk_err) {
+        snprintf(why, cap, "%s: %s", eb,
+                 s->psk_err == -ERR_NOSPACE
+                     ? "the identity's key in psk_file is longer than mbedTLS's 32-byte limit"
+                     : "PSK identity not in psk_file");
+    } else if (r == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE && s->ssl.in_msg) {
         unsigned a = s->ssl.in_msg[1];
         snprintf(why, cap, "%s: %s (%u)", eb, alert_name(a), a);
     } else if (r == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
@@ -868,6 +750,7 @@ static int cert_identity(struct tls_session *s, char *why, size_t cap)
 static int tls_handshake(struct conn *cn, unsigned *want, char *why, size_t cap)
 {
     struct tls_session *s = conn_transport_data(cn);
+    s->cn = cn;
     if (!s->setup) {
         /* First bytes from the client: now the 2 x 16 KiB buffers. */
         int r = mbedtls_ssl_setup(&s->ssl, &s->ctx->conf);

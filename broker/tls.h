@@ -39,17 +39,16 @@ struct tls_ctx;
  * ~1 ms). mbedTLS 2.28 cannot split those without MBEDTLS_ECP_RESTARTABLE,
  * which Debian's build leaves off. */
 #define TLS_HANDSHAKE_SLICE_US 200u
-/* Longest PSK identity and key accepted from psk_file. */
-#define TLS_PSK_IDENTITY_MAX 128u
-#define TLS_PSK_KEY_MAX 32u /* MBEDTLS_PSK_MAX_LEN in Debian's build */
 
 /* True when lc asks for TLS: certfile/keyfile, or psk_hint. */
 bool tls_wanted(const struct listener_config *lc);
 
 /* Builds the TLS context of one listener: loads and checks every file
- * (certificate chain, key, CA file or path, CRL, psk_file), maps tls_version
- * and ciphers. psk_file is the psk_file in force for this listener (global,
- * or the listener's own with per_listener_settings), may be NULL. On error
+ * (certificate chain, key, CA file or path, CRL), maps tls_version and
+ * ciphers. psk_file is the psk_file in force for this listener (global, or
+ * the listener's own with per_listener_settings), may be NULL; the auth
+ * module loads it (and reloads it on SIGHUP), and the PSK callback asks it
+ * through conn_psk_key, so here it only has to be there. On error
  * logs "Error: listener on line N (port P): what: why." and returns NULL.
  * The first context seeds the one CTR_DRBG (mbedtls_entropy). */
 struct tls_ctx *tls_ctx_new(const struct listener_config *lc, const char *psk_file);

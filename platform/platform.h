@@ -99,4 +99,15 @@ void platform_close(int fd);
 int platform_notify_ready(void);
 int platform_notify_stopping(void);
 
+/* ---- persistence (broker/store.c) ---- */
+/* A wakeup fd for another thread to tell the loop "something is done":
+ * an eventfd on Linux, non-blocking and close-on-exec. Returns it or -errno. */
+int platform_wakeup_new(void);
+/* Makes the fd readable (from any thread). Never blocks. */
+void platform_wakeup_signal(int fd);
+/* Reads it back to not readable. Never blocks. */
+void platform_wakeup_drain(int fd);
+/* rename(2). Returns 0 or -errno (-ENOENT when from does not exist). */
+int platform_rename(const char *from, const char *to);
+
 #endif

@@ -4,7 +4,7 @@
 set -euo pipefail
 what=${1:-build}
 
-pkgs=(build-essential cmake pkg-config libevent-dev libmbedtls-dev)
+pkgs=(build-essential cmake pkg-config libevent-dev libmbedtls-dev libsqlite3-dev)
 if [ "$what" = test ]; then
   # cmocka for unit tests; mosquitto clients and libmosquitto drive the
   # integration tests; python3 runs them; clang builds the libFuzzer targets.

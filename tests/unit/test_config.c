@@ -272,8 +272,8 @@ static const struct row rows[] = {
     {"auth_opt_\n", -ERR_CONFIG, "unknown option 'auth_opt_'", {{0}}},
     {"max_keepalive=60\n", -ERR_CONFIG, "unknown option 'max_keepalive=60'", {{0}}},
     /* mosquitto keys not supported yet */
-    {"persistence true\n", -ERR_CONFIG,
-     NAME ":1: 'persistence' is a mosquitto option loopbot does not support yet", {{0}}},
+    {"autosave_interval 1800\n", -ERR_CONFIG,
+     NAME ":1: 'autosave_interval' is a mosquitto option loopbot does not support yet", {{0}}},
     {"dhparamfile /etc/ssl/dh.pem\n", -ERR_CONFIG, "'dhparamfile' is a mosquitto option", {{0}}},
     {"auth_plugin /usr/lib/x.so\n", -ERR_CONFIG, "'auth_plugin' is a mosquitto option", {{0}}},
     {"allow_zero_length_clientid false\n", -ERR_CONFIG,
