@@ -361,7 +361,7 @@ static int make_will(struct client *c, const struct mqtt_connect *cp, uint64_t n
  * listener's (or global) password file and allow_anonymous. */
 static int authenticate(struct client *c, const struct mqtt_connect *cp)
 {
-    const struct auth *a = core__auth_for(c->core, c->lc);
+    const struct auth *a = core_auth_for(c->core, c->lc);
     const uint8_t *user = NULL, *pass = NULL;
     size_t ulen = 0, plen = 0;
     bool verified = c->identity != NULL;
@@ -393,7 +393,7 @@ static int authenticate(struct client *c, const struct mqtt_connect *cp)
 static bool acl_allows(const struct client *c, struct mqtt_bytes id, const uint8_t *topic,
                        size_t len, enum auth_access access)
 {
-    const struct auth *a = core__auth_for(c->core, c->lc);
+    const struct auth *a = core_auth_for(c->core, c->lc);
     if (!a || !auth_has_acl(a))
         return true;
     char idbuf[256];

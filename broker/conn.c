@@ -15,7 +15,6 @@
 #include "broker/auth.h"
 #include "broker/client.h"
 #include "broker/core.h"
-#include "broker/core_priv.h" /* core__auth_for: the PSK keys of a listener */
 #include "broker/listener.h"
 #include "broker/log.h"
 #include "broker/mem.h"
@@ -187,7 +186,7 @@ int conn_psk_key(const struct conn *cn, const uint8_t *identity, size_t len, uin
                  size_t cap)
 {
     const struct listener_config *lc = cn->lst ? listener_config_of(cn->lst) : NULL;
-    return auth_psk_key(core__auth_for(cn->cs->core, lc), identity, len, key, cap);
+    return auth_psk_key(core_auth_for(cn->cs->core, lc), identity, len, key, cap);
 }
 
 /* ---- helpers ---- */

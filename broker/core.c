@@ -56,7 +56,7 @@ void core_free(struct core *core)
     mem_free(NULL, core, sizeof(*core));
 }
 
-const struct auth *core__auth_for(const struct core *core, const struct listener_config *lc)
+const struct auth *core_auth_for(const struct core *core, const struct listener_config *lc)
 {
     return lc && lc->auth ? lc->auth : core->auth;
 }

@@ -54,7 +54,11 @@ void core_free(struct core *core);
  * keeps ownership and may replace it at any time between loop callbacks
  * (SIGHUP reload); NULL allows everything. */
 struct auth;
+struct listener_config;
 void core_set_auth(struct core *core, struct auth *a);
+/* The security that applies to clients of listener lc: its own with
+ * per_listener_settings, else the global one (lc NULL: global). */
+const struct auth *core_auth_for(const struct core *core, const struct listener_config *lc);
 
 /* Once a second or so: session expiry, delayed wills, message expiry. */
 void core_tick(struct core *core, uint64_t now_ms);

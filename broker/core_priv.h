@@ -75,9 +75,6 @@ void router_send_retained(struct core *core, struct session *s, const uint8_t *f
  * subscriptions go to other online members of those groups [MQTT-4.8.2-5]. */
 void router_handoff_shared(struct core *core, struct session *s, uint64_t now_ms);
 
-/* The security that applies to clients of listener lc (NULL: global). */
-const struct auth *core__auth_for(const struct core *core, const struct listener_config *lc);
-
 /* Session table and expiry bookkeeping. */
 struct session *core__session_find(struct core *core, const uint8_t *id, size_t len);
 int core__session_insert(struct core *core, struct session *s);

@@ -18,7 +18,7 @@ struct route_ctx {
 /* May session s receive a message on topic? (its ACL "read" right) */
 static bool may_read(const struct core *core, const struct session *s, const struct message *msg)
 {
-    const struct auth *a = core__auth_for(core, s->lc);
+    const struct auth *a = core_auth_for(core, s->lc);
     return !a || !auth_has_acl(a) ||
            auth_acl_check(a, s->client_id, s->username, msg->topic, msg->topic_len, AUTH_READ) == 0;
 }
