@@ -389,13 +389,14 @@ static void log_loop_stats(const struct app *app)
     const struct conn_stats *cst = conn_get_stats(app->cs);
     log_printf(LOG_T_INFO,
                "Connections: %llu accepted, %llu read yields, %llu backpressure pauses, %llu write "
-               "pushbacks, %llu keepalive and %llu connect timeouts, %llu framing errors; %llu log "
-               "lines dropped.",
+               "pushbacks, %llu keepalive and %llu connect timeouts, %llu framing errors, %llu TLS "
+               "handshake failures; %llu log lines dropped.",
                (unsigned long long)cst->accepted, (unsigned long long)cst->read_yields,
                (unsigned long long)cst->backpressure_pauses,
                (unsigned long long)cst->write_pushbacks,
                (unsigned long long)cst->keepalive_timeouts,
                (unsigned long long)cst->connect_timeouts, (unsigned long long)cst->framing_errors,
+               (unsigned long long)(cst->handshake_failures + cst->handshake_timeouts),
                (unsigned long long)log_dropped_total());
 }
 

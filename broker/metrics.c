@@ -86,6 +86,10 @@ size_t metrics_format(const struct metrics_figures *f, char *buf, size_t cap)
                 cs->connect_timeouts);
         COUNTER(&o, "framing_errors_total", "Connections closed for malformed framing.",
                 cs->framing_errors);
+        COUNTER(&o, "tls_handshake_failures_total", "TLS handshakes that failed.",
+                cs->handshake_failures);
+        COUNTER(&o, "tls_handshake_timeouts_total", "TLS handshakes not finished in time.",
+                cs->handshake_timeouts);
     }
     if (f->listeners) {
         COUNTER(&o, "connections_rejected_total", "Connections refused over max_connections.",
