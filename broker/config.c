@@ -934,22 +934,10 @@ void config_init(struct config *c)
 {
     memset(c, 0, sizeof(*c));
     c->sec.allow_anonymous = false; /* mosquitto 2.0: refuse anonymous clients */
-#ifdef LOOPBOT_DEFAULT_MAX_CONNECTIONS
     c->max_connections = LOOPBOT_DEFAULT_MAX_CONNECTIONS;
-#else
-    c->max_connections = 0;
-#endif
     c->max_inflight_messages = 20;
-#ifdef LOOPBOT_DEFAULT_MAX_QUEUED_MESSAGES
     c->max_queued_messages = LOOPBOT_DEFAULT_MAX_QUEUED_MESSAGES;
-#else
-    c->max_queued_messages = 1000;
-#endif
-#ifdef LOOPBOT_DEFAULT_MAX_QUEUED_BYTES
     c->max_queued_bytes = LOOPBOT_DEFAULT_MAX_QUEUED_BYTES;
-#else
-    c->max_queued_bytes = 0;
-#endif
     c->message_size_limit = 0;
     c->max_keepalive = 65535;
     c->sys_interval = 10;

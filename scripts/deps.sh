@@ -21,5 +21,7 @@ echo "Installing: ${missing[*]}"
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
+# A mirror mid-sync can fail one index (often a foreign architecture's)
+# while every package we need is still there: go on and let install decide.
+$sudo apt-get update -qq || echo "apt-get update reported errors; trying the install anyway" >&2
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -4,5 +4,5 @@
 # each slow subscriber's queue is bounded at 1000 messages / 1 MiB, so 100
 # stuck clients cost at most 100 MiB.
 set(LOOPBOT_DEFAULT_MAX_CONNECTIONS 20000 CACHE STRING "Default max_connections (0 = unlimited)")
-set(LOOPBOT_DEFAULT_MAX_QUEUED_MESSAGES 1000 CACHE STRING "Default max_queued_messages per client (0 = built-in 1000)")
+set(LOOPBOT_DEFAULT_MAX_QUEUED_MESSAGES 1000 CACHE STRING "Default max_queued_messages per client (0 = unlimited)")
 set(LOOPBOT_DEFAULT_MAX_QUEUED_BYTES 1048576 CACHE STRING "Default max_queued_bytes per client (0 = unlimited)")

@@ -878,3 +878,91 @@ def read_until_closed(client, timeout=3.0):
     closed, pkts = client.wait_closed(timeout)  # stashed packets come first
     disc = next((p for p in pkts if p.type == DISCONNECT), None)
     return closed, pkts, disc
+
+
+# --------------------------------------------------------------------------
+# Persistence: brokers that share one persistence_location across restarts
+# --------------------------------------------------------------------------
+
+def persistent_broker_config(store_dir, **extra):
+    """Config keys for a broker whose store lives in store_dir."""
+    cfg = {"persistence": "true", "persistence_location": store_dir}
+    cfg.update(extra)
+    return cfg
+
+
+class PersistentBrokerTestCase(unittest.TestCase):
+    """Each test gets a temporary persistence_location; self.start_broker()
+    starts a broker on it (a new process and port each time, the same
+    store), self.stop_broker(sig) stops the current one: SIGKILL to
+    simulate a crash, SIGTERM for a graceful stop (which must exit 0)."""
+
+    BROKER_CONFIG = {}
+
+    def setUp(self):
+        self._procs = []
+        self.store_dir = tempfile.mkdtemp(prefix="loopbot-store-")
+        self.addCleanup(shutil.rmtree, self.store_dir, True)
+        self.broker = None
+        self.brokers = []
+
+    def start_broker(self, **extra):
+        cfg = persistent_broker_config(self.store_dir, **self.BROKER_CONFIG)
+        cfg.update(extra)
+        b = Broker(cfg)
+        self.addCleanup(b.cleanup)
+        self.brokers.append(b)
+        b.start()
+        self.broker = b
+        self.port = b.port
+        return b
+
+    def stop_broker(self, sig=signal.SIGTERM):
+        b, self.broker = self.broker, None
+        rc = b.stop(sig)
+        if sig == signal.SIGTERM and rc != 0:
+            raise BrokerError("broker exit code after SIGTERM was %r (want 0)\n%s"
+                              % (rc, b.stderr()))
+        return rc
+
+    def tearDown(self):
+        for p in self._procs:
+            kill_proc(p)
+        failed = not getattr(self._outcome, "success", True)
+        if failed:
+            for b in self.brokers:
+                sys.stderr.write("\n----- broker stderr (%s) -----\n%s\n----- end -----\n"
+                                 % (self.id(), b.stderr()))
+        if self.broker is not None:
+            alive = self.broker.alive()
+            rc = self.broker.stop()
+            if not alive:
+                raise BrokerError("broker died during the test (exit %r)\n%s"
+                                  % (rc, self.broker.stderr()))
+            if rc != 0:
+                raise BrokerError("broker exit code after SIGTERM was %r (want 0)\n%s"
+                                  % (rc, self.broker.stderr()))
+
+    def sub(self, *args, **kw):
+        s = Sub(self.port, *args, **kw)
+        self._procs.append(s.proc)
+        return s
+
+    def pub(self, *args, **kw):
+        return run_pub(self.port, *args, **kw)
+
+    def pub_lines(self, lines, *args, timeout=20.0):
+        """mosquitto_pub -l: one message per line of stdin, one connection;
+        returns once every message is acknowledged (exit code 0)."""
+        cmd = [MOSQ_PUB, "-h", HOST, "-p", str(self.port), "-l"] + [str(a) for a in args]
+        r = subprocess.run(cmd, input="".join(l + "\n" for l in lines), capture_output=True,
+                           timeout=timeout, text=True, errors="replace")
+        if r.returncode != 0:
+            raise AssertionError("%s failed (%d): %s %s" % (" ".join(cmd), r.returncode,
+                                                            r.stdout, r.stderr))
+        return r
+
+    def raw(self, timeout=5.0):
+        c = RawClient(HOST, self.port, timeout)
+        self.addCleanup(c.close)
+        return c

@@ -123,6 +123,18 @@ class TLSBroker(Broker):
         return path
 
 
+def wait_listening(port, timeout=10.0):
+    """Until a TCP connect to port succeeds (the broker may still be
+    opening its later listeners), or timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((HOST, port), timeout=1.0).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+
+
 def expand(lines):
     return [re.sub(r"\{([^}]+)\}", lambda m: pki(m.group(1)), l) for l in lines]
 
@@ -185,6 +197,8 @@ class TLSCase(unittest.TestCase):
         self.broker.start()
         self.port = self.broker.port
         self.tport = self.broker.tls_port
+        if self.broker.proc.poll() is None:
+            wait_listening(self.tport)  # opens after the plain one (slow under qemu)
         return self.broker
 
     def setUp(self):

@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "broker/board_defaults.h" /* the built-in defaults of this build */
 #include "broker/config.h"
 #include "broker/mem.h"
 #include "mqtt/error.h"
@@ -164,7 +165,8 @@ static const struct row rows[] = {
     {"max_connections 0\n", 0, NULL, {{"max_connections", 0}, {"listeners", 1}, {"warnings", 1}}},
     {"max_connections 10\nmax_connections -1\n", 0, NULL, {{"max_connections", 0}, {"listeners", 0}}},
     {"listener 1883\nmax_connections 5\n", 0, NULL,
-     {{"l0.max_connections", 5}, {"max_connections", 0}, {"warnings", 0}}},
+     {{"l0.max_connections", 5}, {"max_connections", LOOPBOT_DEFAULT_MAX_CONNECTIONS},
+      {"warnings", 0}}},
     {"listener 1883\nmax_connections -1\n", 0, NULL, {{"l0.max_connections", 0}}},
     {"listener 1883\nmax_connections 2147483647\n", 0, NULL, {{"l0.max_connections", 2147483647}}},
     {"max_connections -2\n", -ERR_CONFIG,
@@ -400,10 +402,10 @@ static void test_defaults(void **state)
     assert_null(c.sec.acl_file);
     assert_null(c.sec.psk_file);
     assert_false(c.per_listener_settings);
-    assert_int_equal(c.max_connections, 0);
+    assert_int_equal(c.max_connections, LOOPBOT_DEFAULT_MAX_CONNECTIONS);
     assert_int_equal(c.max_inflight_messages, 20);
-    assert_int_equal(c.max_queued_messages, 1000);
-    assert_int_equal(c.max_queued_bytes, 0);
+    assert_int_equal(c.max_queued_messages, LOOPBOT_DEFAULT_MAX_QUEUED_MESSAGES);
+    assert_int_equal(c.max_queued_bytes, LOOPBOT_DEFAULT_MAX_QUEUED_BYTES);
     assert_int_equal(c.message_size_limit, 0);
     assert_int_equal(c.max_keepalive, 65535);
     assert_int_equal(c.persistent_client_expiration, -1);
@@ -453,7 +455,7 @@ static void test_listeners_in_order(void **state)
     assert_int_equal(l->port, 1883);
     assert_string_equal(l->bind_address, "127.0.0.1");
     assert_null(l->next);
-    assert_int_equal(c.max_connections, 0);
+    assert_int_equal(c.max_connections, LOOPBOT_DEFAULT_MAX_CONNECTIONS);
     assert_null(c.warnings);
     config_free(&c);
 }
