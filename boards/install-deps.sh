@@ -43,7 +43,7 @@ export DEBIAN_FRONTEND=noninteractive
 # (qemu-ARCH -L /usr/TRIPLE), so no binfmt registration is needed.
 pkgs=(build-essential cmake pkg-config python3 mosquitto-clients libmosquitto-dev
       qemu-user "gcc-$triple" "libc6-dev-$arch-cross"
-      "libmbedtls-dev:$arch" "libcmocka-dev:$arch"
+      "libmbedtls-dev:$arch" "libcmocka-dev:$arch" "libsqlite3-dev:$arch"
       dpkg-dev file)
 
 missing=()

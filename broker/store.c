@@ -203,16 +203,21 @@ static sqlite3 *open_db(const char *path, bool full_sync, char *why, size_t whyl
     return db;
 }
 
-static void set_aside_files(const char *path)
+/* Returns true when the database file itself was moved (false: there was
+ * none, e.g. the directory does not exist). */
+static bool set_aside_files(const char *path)
 {
+    bool moved = false;
     char to[4200], from[4200];
     long long now = (long long)(platform_wall_ms() / 1000);
     static const char *const suffix[] = {"", "-wal", "-shm"};
     for (int k = 0; k < 3; k++) {
         snprintf(from, sizeof(from), "%s%s", path, suffix[k]);
         snprintf(to, sizeof(to), "%s.corrupt-%lld%s", path, now, suffix[k]);
-        platform_rename(from, to);
+        if (platform_rename(from, to) == 0 && k == 0)
+            moved = true;
     }
+    return moved;
 }
 
 static void store_free(struct store *st)
@@ -285,9 +290,9 @@ struct store *store_open(const char *dir, const char *name, bool full_sync, int 
         /* Unusable: keep it for a post-mortem, start empty. */
         sqlite3_close(st->db);
         st->db = NULL;
-        set_aside_files(path);
+        bool moved = set_aside_files(path);
         if (set_aside)
-            *set_aside = 1;
+            *set_aside = moved;
         char ignored[8];
         st->db = open_db(path, full_sync, ignored, sizeof(ignored));
         if (!st->db) {

@@ -119,6 +119,22 @@ class PersistenceTest(PersistentBrokerTestCase):
         self.assertTrue(s.no_more_messages(1, quiet=1.0), s.describe())
         s.stop()
 
+    def test_delayed_will_survives_kill9(self):
+        self.start_broker()
+        w = self.raw()
+        w.connect("willer", version=5, clean=True, properties=[("session_expiry", 60)],
+                  will=dict(topic="w/t", payload=b"bye", qos=1,
+                            properties=[("will_delay", 2)]))
+        w.close()  # no DISCONNECT: the will waits 2 s in the session
+        time.sleep(0.3)
+        self.stop_broker(signal.SIGKILL)
+        self.start_broker()
+        s = self.raw()
+        s.connect("watcher")
+        s.subscribe("w/#", qos=1)
+        self.assertEqual(s.recv_publish(timeout=5.0)["payload"], b"bye")
+        s.disconnect()
+
     def test_off_by_default_writes_nothing(self):
         # persistence false (the default): no file appears.
         self.BROKER_CONFIG = {}
