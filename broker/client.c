@@ -35,6 +35,7 @@ struct client {
     uint8_t version;
     bool disconnect_sent;
     bool problem_info;  /* MQTT 5 Request Problem Information (default 1) */
+    bool throttle;      /* its last PUBLISH filled a subscriber's queue */
     uint16_t keepalive; /* seconds, as agreed */
     uint32_t session_expiry_at_connect;
     uint32_t max_packet_out; /* the client's Maximum Packet Size; 0 = none */
@@ -94,6 +95,13 @@ int client_set_identity(struct client *c, const char *identity)
     mem_strfree(NULL, c->identity);
     c->identity = copy;
     return 0;
+}
+
+bool client_throttle_requested(struct client *c)
+{
+    bool t = c->throttle;
+    c->throttle = false;
+    return t;
 }
 
 struct outq *client_outq(struct client *c)
@@ -685,10 +693,17 @@ static int on_publish(struct client *c, const struct mqtt_packet *p, uint64_t no
             reason = 0x97;
             why = -ERR_NOMEM;
         } else {
+            core->congestion_hit = false;
             uint32_t reached = router_publish(core, m, now_ms);
             message_unref(m);
             if (!reached)
                 reason = 0x10; /* no matching subscribers (a success) */
+            if (core->congestion_hit && !c->throttle) {
+                /* A subscriber's queue is full: read no more from this
+                 * publisher until it drains (core_io.congestion_cleared). */
+                c->throttle = true;
+                core->stats.publisher_throttles++;
+            }
         }
     }
 

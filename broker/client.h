@@ -42,6 +42,11 @@ void client_disconnect(struct client *c, int err, uint64_t now_ms);
  * frees c. */
 void client_free(struct client *c, int err, uint64_t now_ms);
 
+/* Whether the glue should stop reading this client until the core's
+ * congestion_cleared: its PUBLISH reached a subscriber whose queue is over
+ * its limit. Asking clears the request. */
+bool client_throttle_requested(struct client *c);
+
 struct outq *client_outq(struct client *c);
 bool client_connected(const struct client *c);
 /* Largest packet accepted from this client, for mqtt_scan. */

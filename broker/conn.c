@@ -103,7 +103,7 @@ struct conn {
     bool clean;       /* the client sent DISCONNECT: no will */
     bool io_dead;     /* the socket failed: do not write */
     bool dead;        /* finalize running: ignore core_io calls */
-    bool paused;      /* out-queue over the high watermark */
+    uint8_t paused;   /* not reading it: PAUSE_* bits */
     bool backlog;     /* pb holds a whole packet (budget or pause stopped us) */
     bool read_again;  /* the transport holds input (TLS) */
     bool write_armed; /* EV_WRITE armed: the kernel pushed back */
@@ -115,8 +115,12 @@ struct conn {
     uint8_t *pb;
     size_t pb_len, pb_cap;
     size_t pb_total; /* the half-read packet's size once its header is in; 0 = unknown */
-    struct dlink all, pend, rep, cls;
+    struct dlink all, pend, rep, cls, thr;
 };
+
+/* Why a connection is not being read. */
+#define PAUSE_OUTPUT 1   /* its own out-queue is over the high watermark */
+#define PAUSE_THROTTLE 2 /* it published into a subscriber's full queue */
 
 struct conn_set {
     struct loop *loop;
@@ -127,6 +131,7 @@ struct conn_set {
     struct dlink pend; /* output to flush this turn */
     struct dlink rep;  /* input left in user space to process this turn */
     struct dlink cls;  /* to flush and close this turn */
+    struct dlink thr;  /* throttled publishers, until congestion clears */
     struct conn_stats stats;
     bool shutting_down;
     bool hard; /* conn_set_free: close without flushing */
@@ -136,6 +141,7 @@ struct conn_set {
 
 static void close_conn(struct conn *cn, int err);
 static void on_defer(void *arg);
+static void unpause(struct conn *cn, uint8_t reason);
 
 /* ---- the TCP transport ---- */
 
@@ -279,8 +285,8 @@ static bool header_total(const uint8_t *b, size_t len, size_t *total)
 
 static void check_backpressure(struct conn *cn)
 {
-    if (!cn->paused && outq_of(cn)->bytes >= CONN_HIGH_WATER) {
-        cn->paused = true;
+    if (!(cn->paused & PAUSE_OUTPUT) && outq_of(cn)->bytes >= CONN_HIGH_WATER) {
+        cn->paused |= PAUSE_OUTPUT;
         cn->cs->stats.backpressure_pauses++;
         log_printf(LOG_T_DEBUG, "Client %s: output over %u bytes, not reading until it drains.",
                    client_name(cn->client), CONN_HIGH_WATER);
@@ -299,6 +305,25 @@ static void dispatch(struct conn *cn, const uint8_t *pkt, size_t len)
         return;
     }
     check_backpressure(cn);
+    if (client_throttle_requested(cn->client) && !(cn->paused & PAUSE_THROTTLE)) {
+        cn->paused |= PAUSE_THROTTLE;
+        dl_push(&cn->cs->thr, &cn->thr);
+        log_printf(LOG_T_DEBUG, "Client %s: a subscriber's queue is full, not reading it.",
+                   client_name(cn->client));
+    }
+}
+
+/* core_io: no subscriber queue is over its limit now: read them again. */
+static void conn_congestion_cleared(void *ctx)
+{
+    struct conn_set *cs = ctx;
+    struct dlink *n;
+    while ((n = dl_pop(&cs->thr)) != NULL) {
+        struct conn *cn = CONN_OF(n, thr);
+        unpause(cn, PAUSE_THROTTLE);
+        if (!cn->closing)
+            update_interest(cn);
+    }
 }
 
 static void framing_error(struct conn *cn, int err)
@@ -528,15 +553,23 @@ static int flush(struct conn *cn, size_t budget)
     return FLUSH_DONE;
 }
 
-static void maybe_resume(struct conn *cn)
+/* Lifts one pause reason; with none left, input waiting in user space or
+ * in the transport is processed this turn. */
+static void unpause(struct conn *cn, uint8_t reason)
 {
-    if (!cn->paused || outq_of(cn)->bytes >= CONN_LOW_WATER)
+    if (!(cn->paused & reason))
         return;
-    cn->paused = false;
-    if ((cn->backlog || cn->read_again) && !cn->closing) {
+    cn->paused &= (uint8_t)~reason;
+    if (!cn->paused && (cn->backlog || cn->read_again) && !cn->closing) {
         dl_push(&cn->cs->rep, &cn->rep);
         schedule(cn->cs);
     }
+}
+
+static void maybe_resume(struct conn *cn)
+{
+    if (outq_of(cn)->bytes < CONN_LOW_WATER)
+        unpause(cn, PAUSE_OUTPUT);
 }
 
 static void after_flush(struct conn *cn, int r)
@@ -618,6 +651,7 @@ static void finalize(struct conn *cn)
     dl_del(&cn->pend);
     dl_del(&cn->rep);
     dl_del(&cn->cls);
+    dl_del(&cn->thr);
     dl_del(&cn->all);
     loop_io_remove(cn->io);
     loop_timer_free(cn->timer);
@@ -791,6 +825,7 @@ struct conn_set *conn_set_new(struct loop *loop)
     dl_init(&cs->pend);
     dl_init(&cs->rep);
     dl_init(&cs->cls);
+    dl_init(&cs->thr);
     cs->rbuf = mem_alloc(NULL, CONN_READ_BUFFER);
     cs->defer = loop_defer_new(loop, "conn", on_defer, cs);
     if (!cs->rbuf || !cs->defer) {
@@ -826,6 +861,7 @@ void conn_set_io(struct conn_set *cs, struct core_io *io)
     io->ctx = cs;
     io->wants_write = conn_wants_write;
     io->close = conn_close;
+    io->congestion_cleared = conn_congestion_cleared;
 }
 
 void conn_set_core(struct conn_set *cs, struct core *core)

@@ -19,6 +19,10 @@ struct core_io {
      * connection with the same client id). The glue must call client_free
      * for it later, from its deferred pass, never from inside this call. */
     void (*close)(void *ctx, void *conn, int err);
+    /* No online session is over its queue limit any more: publishers that
+     * were throttled (client_throttle_requested) may be read again. May be
+     * NULL. */
+    void (*congestion_cleared)(void *ctx);
 };
 
 struct core_stats {
@@ -29,6 +33,7 @@ struct core_stats {
     uint64_t messages_sent;        /* PUBLISH packets out */
     uint64_t messages_dropped;     /* queue limits, expiry, too large, slow readers */
     uint64_t slow_consumers;       /* times a client went over the out-queue soft limit */
+    uint64_t publisher_throttles;  /* times a publisher was paused for a full subscriber queue */
     uint64_t bytes_received;
     uint64_t bytes_sent;
     uint64_t publish_received;

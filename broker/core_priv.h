@@ -51,6 +51,8 @@ struct core {
     struct route_target *targets;
     uint32_t ntargets, targets_cap;
     struct sys_state sys;
+    uint32_t congested;   /* online sessions whose queue is over its limit */
+    bool congestion_hit;  /* the current publish reached a congested session */
     /* Who may connect and what they may do (auth.h), when per_listener_settings
      * is false; NULL = everyone, everything. Owned by main.c, which swaps it
      * on SIGHUP (core_set_auth). */

@@ -45,10 +45,22 @@ static void free_list(struct session *s, struct delivery *d)
     }
 }
 
+/* The session's queue is back under its limit (or it went offline). */
+static void congestion_end(struct session *s)
+{
+    if (!s->congested_since_ms)
+        return;
+    s->congested_since_ms = 0;
+    struct core *core = s->core;
+    if (--core->congested == 0 && core->io.congestion_cleared)
+        core->io.congestion_cleared(core->io.ctx);
+}
+
 void session_free(struct session *s)
 {
     if (!s)
         return;
+    congestion_end(s);
     for (uint32_t i = 0; i < s->nsubs; i++)
         topic_tree_remove(s->core->subs, s->subs[i]);
     mem_free(NULL, s->subs, s->subs_cap * sizeof(*s->subs));
@@ -259,6 +271,14 @@ static void pump(struct session *s, uint64_t now_ms)
         }
         start_inflight(s, d, now_ms);
     }
+    /* Drained to half the limit: the throttled publishers may go on. */
+    if (s->congested_since_ms) {
+        const struct config *cfg = s->core->cfg;
+        bool low = (!cfg->max_queued_messages || s->queued_count <= cfg->max_queued_messages / 2) &&
+                   (!cfg->max_queued_bytes || s->queued_bytes <= cfg->max_queued_bytes / 2);
+        if (low)
+            congestion_end(s);
+    }
 }
 
 void session_attach(struct session *s, const struct session_link *link, bool resend,
@@ -281,6 +301,7 @@ void session_attach(struct session *s, const struct session_link *link, bool res
 
 void session_detach(struct session *s)
 {
+    congestion_end(s);
     s->online = false;
     s->slow_since_ms = 0;
     s->slow_closing = false;
@@ -289,14 +310,43 @@ void session_detach(struct session *s)
 
 /* ---- delivering ------------------------------------------------------- */
 
-static bool queue_full(const struct session *s, const struct message *msg)
+/* Over max_queued_messages / max_queued_bytes, by `slack` messages (and,
+ * with any slack, by the byte limit once more). */
+static bool queue_over(const struct session *s, uint32_t msg_size, uint32_t slack)
 {
     const struct config *cfg = s->core->cfg;
-    if (cfg->max_queued_messages && s->queued_count >= cfg->max_queued_messages)
+    if (cfg->max_queued_messages && s->queued_count >= cfg->max_queued_messages + slack)
         return true;
-    if (cfg->max_queued_bytes && s->queued_bytes + message_size(msg) > cfg->max_queued_bytes)
+    uint64_t byte_slack = slack ? cfg->max_queued_bytes : 0;
+    if (cfg->max_queued_bytes && s->queued_bytes + msg_size > cfg->max_queued_bytes + byte_slack)
         return true;
     return false;
+}
+
+/* A full queue of an online client is not a reason to lose acknowledged
+ * messages: the message is queued past the limit (up to the slack) and the
+ * publisher is throttled (not read) until the queue drains, as TCP would
+ * slow it. Offline sessions keep mosquitto's rule: over the limit, the new
+ * message is dropped. A client that stays congested for
+ * SESSION_SLOW_CLOSE_MS stops acknowledging for good, as far as we can
+ * tell: it is disconnected (0x97) and its queue goes back under the rule
+ * for offline sessions. */
+static bool congestion_admit(struct session *s, const struct message *msg, uint64_t now_ms)
+{
+    if (!queue_over(s, message_size(msg), 0))
+        return true;
+    if (!s->online || queue_over(s, message_size(msg), SESSION_QUEUE_SLACK))
+        return false;
+    struct core *core = s->core;
+    if (!s->congested_since_ms) {
+        s->congested_since_ms = now_ms ? now_ms : 1;
+        core->congested++;
+    } else if (now_ms - s->congested_since_ms >= SESSION_SLOW_CLOSE_MS && !s->slow_closing) {
+        s->slow_closing = true;
+        core->io.close(core->io.ctx, s->link.conn, -ERR_QUOTA_EXCEEDED);
+    }
+    core->congestion_hit = true;
+    return true;
 }
 
 int session_deliver(struct session *s, struct message *msg, const struct delivery_spec *spec,
@@ -322,7 +372,7 @@ int session_deliver(struct session *s, struct message *msg, const struct deliver
         return rc;
     }
     bool window_open = s->online && !s->queue_head && s->inflight_count < s->link.send_window;
-    if (!window_open && queue_full(s, msg)) {
+    if (!window_open && !congestion_admit(s, msg, now_ms)) {
         count_drop(s);
         return -ERR_QUOTA_EXCEEDED;
     }

@@ -28,6 +28,10 @@ struct topic_alias_table;
  * dropped), and how long it may stay so before it is disconnected. */
 #define SESSION_OUT_SOFT_LIMIT (1024u * 1024u)
 #define SESSION_SLOW_CLOSE_MS 30000u
+/* How far an online session's queue may go past max_queued_messages while
+ * the publishers feeding it are being throttled: enough for every
+ * publisher's packets already read in the same loop turn. */
+#define SESSION_QUEUE_SLACK 10000u
 #define SESSION_MAX_SUB_IDS 4 /* per delivery; more overlapping ids are rare */
 
 enum delivery_state {
@@ -107,6 +111,7 @@ struct session {
 
     uint64_t slow_since_ms; /* over the out-queue soft limit since; 0 = not */
     bool slow_closing;
+    uint64_t congested_since_ms; /* online with a full queue since; 0 = not */
     uint64_t route_gen; /* routing: last publish that reached this session */
     uint32_t route_slot;
 };

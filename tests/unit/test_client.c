@@ -43,6 +43,14 @@ static void fake_close(void *ctx, void *conn, int err)
     fc->close_err = err;
 }
 
+static int congestion_cleared_calls;
+
+static void fake_congestion_cleared(void *ctx)
+{
+    (void)ctx;
+    congestion_cleared_calls++;
+}
+
 static struct config cfg;
 static struct core *core;
 static uint64_t now;
@@ -59,7 +67,9 @@ static int setup(void **state)
     (void)state;
     log__mask = LOG_T_ERROR | LOG_T_WARNING;
     base_config();
-    static const struct core_io io = {NULL, fake_wants_write, fake_close};
+    static const struct core_io io = {NULL, fake_wants_write, fake_close,
+                                      fake_congestion_cleared};
+    congestion_cleared_calls = 0;
     core = core_new(&cfg, &io);
     assert_non_null(core);
     now = 1000000;
@@ -978,6 +988,40 @@ static void test_sys_topics(void **state)
     assert_string_equal(value, "25.0");
 }
 
+
+static void test_full_queue_throttles_publisher(void **state)
+{
+    (void)state;
+    cfg.max_queued_messages = 3;
+    struct mqtt_props props = {.present = MQTT_PROP_BIT(MQTT_PROP_RECEIVE_MAX), .receive_max = 1};
+    struct mqtt_packet a, m;
+    struct fake_conn *sub = connect_with(0, "slow", &props, &a);
+    subscribe(sub, "t", 1, 1);
+    struct fake_conn *pub = connect_as(1, MQTT_V311, "pub", true, false);
+    for (int i = 0; i < 8; i++) {
+        char payload[8];
+        snprintf(payload, sizeof(payload), "m%d", i);
+        assert_int_equal(publish(pub, "t", payload, 1, false, (uint16_t)(i + 1)), 0);
+        expect_type(pub, MQTT_PUBACK, &a);
+        /* 1 in flight + 3 queued fit; from the 5th on it is over the limit
+         * (the glue stops reading at the first request) */
+        assert_int_equal(client_throttle_requested(pub->c), i >= 4);
+    }
+    /* acknowledged messages are never dropped for an online subscriber */
+    assert_int_equal(core_stats(core)->messages_dropped, 0);
+    assert_int_equal(core_stats(core)->publisher_throttles, 4);
+    for (int i = 0; i < 8; i++) {
+        char payload[8];
+        snprintf(payload, sizeof(payload), "m%d", i);
+        expect_publish(sub, "t", payload, 1, &m);
+        expect_nothing(sub); /* window of 1 */
+        /* 7 - i still queued: publishers resume at half the limit (1) */
+        assert_int_equal(congestion_cleared_calls, i < 6 ? 0 : 1);
+        assert_int_equal(ack(sub, MQTT_PUBACK, m.u.publish.packet_id), 0);
+    }
+    assert_int_equal(congestion_cleared_calls, 1);
+}
+
 /* Runs a whole scenario failing the n-th allocation for every n: nothing
  * may crash or leak (teardown checks mem_used_total() == 0). */
 static void scenario(void)
@@ -1118,6 +1162,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_subscription_ids_and_user_properties, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_consumer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sys_topics, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_queue_throttles_publisher, setup, teardown),
         cmocka_unit_test_setup_teardown(test_allocation_failures, setup, teardown),
     };
     return cmocka_run_group_tests_name("client", tests, NULL, NULL);
