@@ -616,13 +616,15 @@ int main(int argc, char **argv)
     core_set_auth(app.core, app.auth);
     conn_set_core(app.cs, app.core);
     start_persistence(&app); /* everything stored is back before clients come */
-    app.ls = listener_set_new(app.loop, app.cs, &app.cfg);
-    if (!app.ls)
-        goto out;
+    /* Signals first: once a listener accepts, a supervisor may already
+     * send SIGHUP, whose default action would kill us. */
     static const int signals[3] = {SIGINT, SIGTERM, SIGHUP};
     for (int i = 0; i < 3; i++)
         if (!(app.sig[i] = loop_signal_add(app.loop, signals[i], on_signal, &app)))
             goto out;
+    app.ls = listener_set_new(app.loop, app.cs, &app.cfg);
+    if (!app.ls)
+        goto out;
     app.tick = loop_timer_new(app.loop, "tick", on_tick, &app);
     app.stop_timer = loop_timer_new(app.loop, "shutdown", on_stop_timeout, &app);
     if (!app.tick || !app.stop_timer || loop_timer_start(app.tick, TICK_MS, true) < 0)

@@ -11,6 +11,7 @@ come before any security option). Runs against mosquitto too
 are marked loopbot_only."""
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -166,7 +167,9 @@ class Passwords(SecurityTestCase):
         if not tool or not os.access(tool, os.X_OK):
             self.skipTest("loopbot_passwd not built at %s" % tool)
         path = self.broker.path("passwd")
-        subprocess.run([tool, "-b", path, "carol", "c4rol"], check=True, timeout=10)
+        # a cross-built tool runs under the same emulator as the broker
+        wrapper = shlex.split(os.environ.get("LOOPBOT_BROKER_WRAPPER", ""))
+        subprocess.run(wrapper + [tool, "-b", path, "carol", "c4rol"], check=True, timeout=30)
         os.kill(self.broker.proc.pid, signal.SIGHUP)
         deadline = time.monotonic() + 5
         while True:
