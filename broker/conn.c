@@ -798,16 +798,23 @@ static void on_defer(void *arg)
     while ((n = dl_pop(&work)))
         reprocess(CONN_OF(n, rep));
 
+    /* Flushes and closes are sliced: a fan-out to thousands of
+     * subscribers, or thousands of clients leaving at once, is spread over
+     * several turns so input and timers are served in between. */
     dl_take(&cs->pend, &work);
-    while ((n = dl_pop(&work))) {
+    for (unsigned done = 0; done < CONN_FLUSHES_PER_TURN && (n = dl_pop(&work)); done++) {
         struct conn *cn = CONN_OF(n, pend);
         if (!cn->write_armed && !cn->io_dead)
             after_flush(cn, flush(cn, CONN_WRITE_BUDGET));
     }
+    while ((n = dl_pop(&work)))
+        dl_push(&cs->pend, n);
 
     dl_take(&cs->cls, &work);
-    while ((n = dl_pop(&work)))
+    for (unsigned done = 0; done < CONN_CLOSES_PER_TURN && (n = dl_pop(&work)); done++)
         close_step(CONN_OF(n, cls));
+    while ((n = dl_pop(&work)))
+        dl_push(&cs->cls, n);
 
     if (!dl_empty(&cs->rep) || !dl_empty(&cs->pend) || !dl_empty(&cs->cls))
         schedule(cs);

@@ -194,6 +194,16 @@ static sqlite3 *open_db(const char *path, bool full_sync, char *why, size_t whyl
      * committed, a power cut may lose the last commits; FULL syncs the WAL
      * at every commit. */
     sqlite3_busy_timeout(db, 1000);
+    /* Only this process uses the store: with exclusive locking SQLite keeps
+     * the WAL index in its own memory instead of a shared -shm mapping
+     * (fewer writes on an SD card, and it works under qemu-user, whose
+     * shared mappings SQLite's WAL index cannot use), and a second broker
+     * pointed at the same directory is refused instead of corrupting it. */
+    if (exec(db, "PRAGMA locking_mode=EXCLUSIVE") != SQLITE_OK) {
+        set_why(why, whylen, "locking_mode=EXCLUSIVE", db);
+        sqlite3_close(db);
+        return NULL;
+    }
     if (exec(db, "PRAGMA journal_mode=WAL") != SQLITE_OK) {
         set_why(why, whylen, "journal_mode=WAL", db);
         sqlite3_close(db);
