@@ -7,8 +7,12 @@
 
 /* 16 KiB chunks: big enough that a burst of small PUBLISHes costs one
  * allocation and a few iovecs, small enough for a Pi Zero with thousands of
- * clients. A packet larger than that gets a chunk of its own size. */
+ * clients. A packet larger than that gets a chunk of its own size. An empty
+ * queue starts with a small chunk: in a fan-out most subscribers get one
+ * small packet per turn, and 1,000 fresh 16 KiB chunks (touched, then
+ * freed) cost more than the packets themselves. */
 #define OUTQ_CHUNK 16384
+#define OUTQ_FIRST_CHUNK 512
 
 struct outq_chunk {
     struct outq_chunk *next;
@@ -47,7 +51,8 @@ uint8_t *outq_reserve(struct outq *q, size_t len)
     if (len > SIZE_MAX - sizeof(*t))
         return NULL; /* header + len would wrap size_t (32-bit boards) */
     if (!t || t->cap - t->len < len) {
-        size_t cap = len > OUTQ_CHUNK ? len : OUTQ_CHUNK;
+        size_t min = t ? OUTQ_CHUNK : OUTQ_FIRST_CHUNK;
+        size_t cap = len > min ? len : min;
         struct outq_chunk *ch = mem_alloc(q->acct, sizeof(*ch) + cap);
         if (!ch)
             return NULL;
