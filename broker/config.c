@@ -496,6 +496,23 @@ static int opt_max_connections(struct parser *p, const struct option *o, const c
                    "'listener' line to limit only that listener");
 }
 
+/* max_connection_rate N (loopbot's own): new connections a listener accepts
+ * per second; after a 'listener' line that listener's, before any the
+ * default for all. */
+static int opt_max_connection_rate(struct parser *p, const struct option *o, const char *v,
+                                   size_t n)
+{
+    int64_t x;
+    if (!parse_int(v, n, &x) || x < 0 || x > 1000000)
+        return fail(p, "%s: expected a number from 0 (unlimited) to 1000000, got '%.*s%s'%s",
+                    o->name, SHOW(v, n), hash_hint(v, n));
+    if (p->cur)
+        p->cur->max_connection_rate = (uint32_t)x;
+    else
+        p->c->max_connection_rate = (uint32_t)x;
+    return 0;
+}
+
 /* persistent_client_expiration N{h,d,w,m,y}: a month is 30 days, a year 365,
  * as mosquitto counts them. */
 static int opt_expiration(struct parser *p, const struct option *o, const char *v, size_t n)
@@ -793,6 +810,7 @@ static const struct option options[] = {
     {"log_dest", opt_log_dest, 0, 0, 0, 0},
     {"log_timestamp", opt_bool, FIELD(log_timestamp), 0, 0},
     {"log_type", opt_log_type, 0, 0, 0, 0},
+    {"max_connection_rate", opt_max_connection_rate, 0, 0, 0, 0},
     {"max_connections", opt_max_connections, 0, 0, 0, 0},
     NUMBER(max_inflight_messages, 0, 65535),
     NUMBER(max_keepalive, 0, 65535),

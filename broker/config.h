@@ -63,6 +63,7 @@ struct listener_config {
     char *bind_address; /* NULL = all addresses (IPv4 and IPv6) */
     uint16_t port;
     uint32_t max_connections; /* 0 = unlimited */
+    uint32_t max_connection_rate; /* new connections per second; 0 = unlimited */
     int line;            /* where it was defined, for messages; 0 = not from a file */
     struct tls_config tls;
     struct security_config sec; /* used when per_listener_settings is true */
@@ -85,6 +86,8 @@ struct config {
     struct security_config sec;   /* global allow_anonymous, password_file, acl_file,
                                    * psk_file (per_listener_settings false) */
     uint32_t max_connections;     /* 0 = unlimited (mosquitto's -1) */
+    uint32_t max_connection_rate; /* per listener, per second, for listeners that
+                                   * set none; 0 = unlimited */
     uint16_t max_inflight_messages; /* per client, outgoing QoS 1/2; 0 = unlimited (65535) */
     uint32_t max_queued_messages; /* per client; 0 = unlimited */
     uint64_t max_queued_bytes;    /* per client; 0 = unlimited */

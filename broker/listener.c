@@ -25,7 +25,33 @@ struct listener {
     uint16_t port;
     uint32_t max; /* 0 = unlimited */
     uint64_t count;
+    uint32_t rate;     /* max_connection_rate; 0 = unlimited */
+    uint32_t tokens;   /* connections it may still accept this second */
+    uint64_t refill_ms;
 };
+
+/* A token bucket of max_connection_rate per second (burst: one second's
+ * worth), so a flood of connects costs an accept and a close each, not a
+ * session and a CONNECT timeout. */
+static bool rate_allows(struct listener *l, uint64_t now_ms)
+{
+    if (!l->rate)
+        return true;
+    if (now_ms >= l->refill_ms + 1000 || !l->refill_ms) {
+        l->tokens = l->rate;
+        l->refill_ms = now_ms;
+    } else {
+        uint64_t add = (now_ms - l->refill_ms) * l->rate / 1000;
+        if (add) {
+            l->tokens = l->tokens + add > l->rate ? l->rate : (uint32_t)(l->tokens + add);
+            l->refill_ms = now_ms;
+        }
+    }
+    if (!l->tokens)
+        return false;
+    l->tokens--;
+    return true;
+}
 
 struct listener_sock {
     struct listener_set *ls;
@@ -89,6 +115,13 @@ static void on_accept(void *arg, unsigned events)
             /* ECONNABORTED, EPROTO, EPERM (firewall): that one client. */
             ls->stats.accept_errors++;
             log_printf(LOG_T_DEBUG, "accept on port %u: %s", l->port, strerror(-fd));
+            continue;
+        }
+        if (!rate_allows(l, platform_now_ms())) {
+            ls->stats.rejected_rate++;
+            log_printf(LOG_T_DEBUG, "Client connection from %s denied: max_connection_rate %u/s.",
+                       peer, l->rate);
+            platform_close(fd);
             continue;
         }
         if ((l->max && l->count >= l->max) || (ls->max && ls->stats.current >= ls->max)) {
@@ -197,6 +230,7 @@ struct listener_set *listener_set_new(struct loop *loop, struct conn_set *cs,
         l->cfg = lc;
         l->port = lc->port;
         l->max = lc->max_connections;
+        l->rate = lc->max_connection_rate ? lc->max_connection_rate : cfg->max_connection_rate;
     }
     /* Every listener's TLS files load before any socket opens: a bad file
      * stops start-up with nothing listening, and no client can reach one

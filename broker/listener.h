@@ -29,6 +29,7 @@ struct loop;
 struct listener_stats {
     uint64_t accepted;
     uint64_t rejected_max_connections;
+    uint64_t rejected_rate;       /* over max_connection_rate */
     uint64_t accept_errors;
     uint64_t fd_exhausted_pauses; /* EMFILE/ENFILE/ENOBUFS/ENOMEM */
     uint64_t current;             /* connections open, all listeners */

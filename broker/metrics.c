@@ -94,6 +94,8 @@ size_t metrics_format(const struct metrics_figures *f, char *buf, size_t cap)
     if (f->listeners) {
         COUNTER(&o, "connections_rejected_total", "Connections refused over max_connections.",
                 f->listeners->rejected_max_connections);
+        COUNTER(&o, "connections_rate_limited_total", "Connections refused over max_connection_rate.",
+                f->listeners->rejected_rate);
         COUNTER(&o, "accept_pauses_total", "Times accepting paused for lack of descriptors.",
                 f->listeners->fd_exhausted_pauses);
     }

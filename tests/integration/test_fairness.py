@@ -183,6 +183,34 @@ class Fairness(BrokerTestCase):
             for s in socks:
                 s.close()
 
+    @loopbot_only("max_connection_rate is loopbot's own option")
+    @broker_config(max_connection_rate=5)
+    def test_connection_rate_limit(self):
+        """A burst of 40 connects: about one second's worth (5) get a
+        CONNACK, the rest are closed at once; a second later it accepts
+        again, and clients already connected never notice."""
+        time.sleep(1.1)  # the harness's own readiness probes used some tokens
+        kept = self.quiet_raw("kept")
+        answered, refused = 0, 0
+        socks = []
+        for i in range(40):
+            c = RawClient(HOST, self.broker.port, timeout=2.0)
+            socks.append(c)
+            try:
+                c.send(connect_packet("burst%d" % i, 4, 60, True))
+                c.expect(0x2, timeout=2.0)  # CONNACK
+                answered += 1
+            except Exception:
+                refused += 1
+        for c in socks:
+            c.close()
+        self.assertLessEqual(answered, 8, "the rate limit let %d of 40 in" % answered)
+        self.assertGreaterEqual(refused, 30)
+        time.sleep(1.1)
+        self.quiet_raw("after-a-second")
+        kept.send(bytes([0xC0, 0]))  # PINGREQ on the old connection still answered
+        kept.expect(0xD, timeout=2.0)
+
     def _pump(self, sel, socks, pending, connect, budget):
         """Sends CONNECT on writable sockets and reads CONNACKs; returns how
         many have been answered in all."""

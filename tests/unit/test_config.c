@@ -184,6 +184,10 @@ static const struct row rows[] = {
      "got '20 # comment' ('#' starts a comment only at the start of a line)", {{0}}},
     {"max_inflight_messages +5\n", -ERR_CONFIG, "got '+5'", {{0}}},
     {"max_inflight_messages 0x10\n", -ERR_CONFIG, "got '0x10'", {{0}}},
+    /* max_connection_rate (loopbot's own) */
+    {"listener 1883\nmax_connection_rate 50\n", 0, NULL, {{"listeners", 1}}},
+    {"max_connection_rate -1\n", -ERR_CONFIG, "from 0 (unlimited) to 1000000", {{0}}},
+    {"max_connection_rate 1000001\n", -ERR_CONFIG, "got '1000001'", {{0}}},
     /* max_queued_messages */
     {"max_queued_messages 0\n", 0, NULL, {{"max_queued_messages", 0}}},
     {"max_queued_messages 5000\n", 0, NULL, {{"max_queued_messages", 5000}}},
