@@ -23,6 +23,7 @@
 #include "broker/auth.h"
 #include "broker/log.h"
 #include "broker/mem.h"
+#include "broker/textfile.h"
 #include "broker/strmap.h"
 #include "mqtt/error.h"
 #include "mqtt/packet.h"
@@ -112,42 +113,15 @@ struct aparse {
 static int afail(struct aparse *p, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int afail(struct aparse *p, int rc, const char *fmt, ...)
 {
-    if (p->err && p->errlen) {
-        int n = snprintf(p->err, p->errlen, "%s:%d: ", p->name, p->line);
-        if (n >= 0 && (size_t)n < p->errlen) {
-            va_list ap;
-            va_start(ap, fmt);
-            vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
-            va_end(ap);
-        }
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    text_error(p->err, p->errlen, p->name, p->line, fmt, ap);
+    va_end(ap);
     return rc;
 }
 
-static bool is_blank(char ch)
-{
-    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\v' || ch == '\f';
-}
 
-static size_t next_word(const char **s, const char *end, const char **word)
-{
-    const char *p = *s;
-    while (p < end && is_blank(*p))
-        p++;
-    *word = p;
-    while (p < end && !is_blank(*p))
-        p++;
-    size_t n = (size_t)(p - *word);
-    while (p < end && is_blank(*p))
-        p++;
-    *s = p;
-    return n;
-}
 
-static bool word_is(const char *w, size_t n, const char *lit)
-{
-    return strlen(lit) == n && memcmp(w, lit, n) == 0;
-}
 
 static uint16_t count_subst(const char *t, size_t n, char which)
 {
@@ -218,7 +192,7 @@ static int line_user(struct aparse *p, const char *s, const char *end)
 static int line_topic(struct aparse *p, const char *kw, bool pattern, const char *s, const char *end)
 {
     const char *w;
-    size_t wn = next_word(&s, end, &w);
+    size_t wn = text_next_word(&s, end, &w);
     if (wn == 0)
         return afail(p, -ERR_CONFIG, "%s: missing topic", kw);
     uint8_t access = AUTH_READ | AUTH_WRITE;
@@ -228,13 +202,13 @@ static int line_topic(struct aparse *p, const char *kw, bool pattern, const char
         /* One word: it is the topic (mosquitto reads "topic read" so too). */
         t = w;
         tn = wn;
-    } else if (word_is(w, wn, "read")) {
+    } else if (text_word_is(w, wn, "read")) {
         access = AUTH_READ;
-    } else if (word_is(w, wn, "write")) {
+    } else if (text_word_is(w, wn, "write")) {
         access = AUTH_WRITE;
-    } else if (word_is(w, wn, "readwrite")) {
+    } else if (text_word_is(w, wn, "readwrite")) {
         access = AUTH_READ | AUTH_WRITE;
-    } else if (word_is(w, wn, "deny")) {
+    } else if (text_word_is(w, wn, "deny")) {
         access = 0;
     } else {
         return afail(p, -ERR_CONFIG,
@@ -253,19 +227,19 @@ static int parse_line(struct aparse *p, const char *s, size_t n)
     const char *end = s + n;
     if (memchr(s, '\0', n))
         return afail(p, -ERR_CONFIG, "line contains a NUL byte (not a text file?)");
-    while (s < end && is_blank(*s))
+    while (s < end && text_is_blank(*s))
         s++;
-    while (end > s && is_blank(end[-1]))
+    while (end > s && text_is_blank(end[-1]))
         end--;
     if (s == end || *s == '#')
         return 0;
     const char *kw;
-    size_t kn = next_word(&s, end, &kw);
-    if (word_is(kw, kn, "topic"))
+    size_t kn = text_next_word(&s, end, &kw);
+    if (text_word_is(kw, kn, "topic"))
         return line_topic(p, "topic", false, s, end);
-    if (word_is(kw, kn, "pattern"))
+    if (text_word_is(kw, kn, "pattern"))
         return line_topic(p, "pattern", true, s, end);
-    if (word_is(kw, kn, "user"))
+    if (text_word_is(kw, kn, "user"))
         return line_user(p, s, end);
     return afail(p, -ERR_CONFIG, "expected 'topic', 'pattern' or 'user', got '%.*s%s'",
                  SHOW(kw, kn));

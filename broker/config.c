@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "broker/mem.h"
+#include "broker/textfile.h"
 #include "mqtt/error.h"
 
 /* A config file is a few KiB; this only stops "-c /dev/zero" from eating
@@ -67,15 +68,10 @@ struct option {
 static int fail(struct parser *p, const char *fmt, ...) PRINTF_LIKE(2, 3);
 static int fail(struct parser *p, const char *fmt, ...)
 {
-    if (p->err && p->errlen) {
-        int n = snprintf(p->err, p->errlen, "%s:%d: ", p->name, p->line);
-        if (n >= 0 && (size_t)n < p->errlen) {
-            va_list ap;
-            va_start(ap, fmt);
-            vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
-            va_end(ap);
-        }
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    text_error(p->err, p->errlen, p->name, p->line, fmt, ap);
+    va_end(ap);
     return -ERR_CONFIG;
 }
 
@@ -125,32 +121,8 @@ static const char *hash_hint(const char *v, size_t n)
 
 /* ---- lexing ---- */
 
-static bool is_space(char ch)
-{
-    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\v' || ch == '\f';
-}
 
-/* The next whitespace-separated word of [*s, end): returns its length and
- * moves *s past it and the blanks after it. */
-static size_t next_word(const char **s, const char *end, const char **word)
-{
-    const char *p = *s;
-    while (p < end && is_space(*p))
-        p++;
-    *word = p;
-    while (p < end && !is_space(*p))
-        p++;
-    size_t n = (size_t)(p - *word);
-    while (p < end && is_space(*p))
-        p++;
-    *s = p;
-    return n;
-}
 
-static bool word_is(const char *w, size_t n, const char *lit)
-{
-    return strlen(lit) == n && memcmp(w, lit, n) == 0;
-}
 
 /* Decimal with an optional '-', nothing else: no '+', no blanks, no
  * trailing junk, no overflow. */
@@ -218,9 +190,9 @@ static int opt_number(struct parser *p, const struct option *o, const char *v, s
 
 static int parse_bool(struct parser *p, const struct option *o, const char *v, size_t n, bool *out)
 {
-    if (word_is(v, n, "true"))
+    if (text_word_is(v, n, "true"))
         *out = true;
-    else if (word_is(v, n, "false"))
+    else if (text_word_is(v, n, "false"))
         *out = false;
     else
         return fail(p, "%s: expected true or false, got '%.*s%s'%s", o->name, SHOW(v, n),
@@ -230,7 +202,7 @@ static int parse_bool(struct parser *p, const struct option *o, const char *v, s
 
 static int opt_bool(struct parser *p, const struct option *o, const char *v, size_t n)
 {
-    bool b;
+    bool b = false;
     int rc = parse_bool(p, o, v, n, &b);
     if (rc == 0)
         memcpy((char *)p->c + o->offset, &b, sizeof(b));
@@ -258,7 +230,7 @@ static int sec_target(struct parser *p, const struct option *o, struct security_
 static int opt_allow_anonymous(struct parser *p, const struct option *o, const char *v, size_t n)
 {
     struct security_config *sec = NULL;
-    bool b;
+    bool b = false;
     int rc = parse_bool(p, o, v, n, &b);
     if (rc == 0)
         rc = sec_target(p, o, &sec);
@@ -274,7 +246,7 @@ static int opt_allow_anonymous(struct parser *p, const struct option *o, const c
 static int opt_per_listener_settings(struct parser *p, const struct option *o, const char *v,
                                      size_t n)
 {
-    bool b;
+    bool b = false;
     int rc = parse_bool(p, o, v, n, &b);
     if (rc < 0)
         return rc;
@@ -325,7 +297,7 @@ static int opt_tls_string(struct parser *p, const struct option *o, const char *
 
 static int opt_tls_bool(struct parser *p, const struct option *o, const char *v, size_t n)
 {
-    bool b;
+    bool b = false;
     int rc = parse_bool(p, o, v, n, &b);
     if (rc == 0)
         rc = tls_listener(p, o);
@@ -337,7 +309,7 @@ static int opt_tls_bool(struct parser *p, const struct option *o, const char *v,
 /* tls_version: what mbedTLS 2.28 can offer; mosquitto's tlsv1.1 is gone. */
 static int opt_tls_version(struct parser *p, const struct option *o, const char *v, size_t n)
 {
-    if (!word_is(v, n, "tlsv1.2") && !word_is(v, n, "tlsv1.3"))
+    if (!text_word_is(v, n, "tlsv1.2") && !text_word_is(v, n, "tlsv1.3"))
         return fail(p, "%s: expected tlsv1.2 or tlsv1.3, got '%.*s%s'%s", o->name, SHOW(v, n),
                     hash_hint(v, n));
     return opt_tls_string(p, o, v, n);
@@ -378,9 +350,9 @@ static int parse_port(struct parser *p, const char *key, const char *v, size_t n
 static int opt_listener(struct parser *p, const struct option *o, const char *v, size_t n)
 {
     const char *s = v, *end = v + n, *port, *addr, *extra;
-    size_t portlen = next_word(&s, end, &port);
-    size_t addrlen = next_word(&s, end, &addr);
-    size_t extralen = next_word(&s, end, &extra);
+    size_t portlen = text_next_word(&s, end, &port);
+    size_t addrlen = text_next_word(&s, end, &addr);
+    size_t extralen = text_next_word(&s, end, &extra);
     uint16_t num;
     int rc = parse_port(p, o->name, port, portlen, &num);
     if (rc < 0)
@@ -406,9 +378,9 @@ static int opt_listener(struct parser *p, const struct option *o, const char *v,
 static int opt_metrics_listener(struct parser *p, const struct option *o, const char *v, size_t n)
 {
     const char *s = v, *end = v + n, *port, *addr, *extra;
-    size_t portlen = next_word(&s, end, &port);
-    size_t addrlen = next_word(&s, end, &addr);
-    size_t extralen = next_word(&s, end, &extra);
+    size_t portlen = text_next_word(&s, end, &port);
+    size_t addrlen = text_next_word(&s, end, &addr);
+    size_t extralen = text_next_word(&s, end, &extra);
     uint16_t num;
     int rc = parse_port(p, o->name, port, portlen, &num);
     if (rc < 0)
@@ -452,8 +424,8 @@ static int opt_port(struct parser *p, const struct option *o, const char *v, siz
 static int opt_bind_address(struct parser *p, const struct option *o, const char *v, size_t n)
 {
     const char *s = v, *end = v + n, *addr, *extra;
-    size_t addrlen = next_word(&s, end, &addr);
-    if (next_word(&s, end, &extra))
+    size_t addrlen = text_next_word(&s, end, &addr);
+    if (text_next_word(&s, end, &extra))
         return fail(p, "%s: expected one address, got '%.*s%s'%s", o->name, SHOW(v, n),
                     hash_hint(v, n));
     if (addr[0] == '#')
@@ -565,7 +537,7 @@ static const struct name_bit log_types[] = {
 static int find_bit(const struct name_bit *t, size_t count, const char *w, size_t n, uint32_t *bit)
 {
     for (size_t i = 0; i < count; i++) {
-        if (word_is(w, n, t[i].name)) {
+        if (text_word_is(w, n, t[i].name)) {
             *bit = t[i].bit;
             return 1;
         }
@@ -579,13 +551,13 @@ static int opt_log_dest(struct parser *p, const struct option *o, const char *v,
 {
     struct config *c = p->c;
     const char *s = v, *end = v + n, *w, *extra;
-    size_t wn = next_word(&s, end, &w);
+    size_t wn = text_next_word(&s, end, &w);
     uint32_t bit;
     if (!p->log_dest_set) {
         c->log_dest = 0;
         p->log_dest_set = true;
     }
-    if (word_is(w, wn, "file")) {
+    if (text_word_is(w, wn, "file")) {
         if (s == end)
             return fail(p, "%s: 'file' needs a path, e.g. 'log_dest file /var/log/loopbot.log'",
                         o->name);
@@ -597,15 +569,15 @@ static int opt_log_dest(struct parser *p, const struct option *o, const char *v,
         c->log_dest |= LOG_D_FILE;
         return 0;
     }
-    if (word_is(w, wn, "none")) {
+    if (text_word_is(w, wn, "none")) {
         bit = 0;
-    } else if (word_is(w, wn, "dlt")) {
+    } else if (text_word_is(w, wn, "dlt")) {
         return fail(p, "%s: 'dlt' is a mosquitto destination loopbot does not support", o->name);
     } else if (!find_bit(log_dests, sizeof(log_dests) / sizeof(log_dests[0]), w, wn, &bit)) {
         return fail(p, "%s: expected stderr, stdout, syslog, topic, file PATH or none, got "
                        "'%.*s%s'%s", o->name, SHOW(v, n), hash_hint(v, n));
     }
-    if (next_word(&s, end, &extra))
+    if (text_next_word(&s, end, &extra))
         return fail(p, "%s: expected one destination per line, got '%.*s%s'%s", o->name,
                     SHOW(v, n), hash_hint(v, n));
     if (bit) {
@@ -623,15 +595,15 @@ static int opt_log_dest(struct parser *p, const struct option *o, const char *v,
 static int opt_log_type(struct parser *p, const struct option *o, const char *v, size_t n)
 {
     const char *s = v, *end = v + n, *w, *extra;
-    size_t wn = next_word(&s, end, &w);
+    size_t wn = text_next_word(&s, end, &w);
     uint32_t bit;
-    if (word_is(w, wn, "none"))
+    if (text_word_is(w, wn, "none"))
         bit = 0;
     else if (!find_bit(log_types, sizeof(log_types) / sizeof(log_types[0]), w, wn, &bit))
         return fail(p, "%s: expected error, warning, notice, information, debug, subscribe, "
                        "unsubscribe, websockets, all or none, got '%.*s%s'%s", o->name, SHOW(v, n),
                     hash_hint(v, n));
-    if (next_word(&s, end, &extra))
+    if (text_next_word(&s, end, &extra))
         return fail(p, "%s: expected one type per line, got '%.*s%s'%s", o->name, SHOW(v, n),
                     hash_hint(v, n));
     if (!p->log_type_set || !bit)
@@ -871,7 +843,7 @@ static bool is_mosquitto_option(const char *k, size_t n)
             return true;
     }
     for (size_t i = 0; i < sizeof(mosquitto_options) / sizeof(mosquitto_options[0]); i++) {
-        if (word_is(k, n, mosquitto_options[i]))
+        if (text_word_is(k, n, mosquitto_options[i]))
             return true;
     }
     return false;
@@ -884,17 +856,17 @@ static int parse_line(struct parser *p, const char *s, size_t n)
     const char *end = s + n;
     if (memchr(s, '\0', n))
         return fail(p, "line contains a NUL byte (is this a text file, not UTF-16 or binary?)");
-    while (s < end && is_space(*s))
+    while (s < end && text_is_blank(*s))
         s++;
-    while (end > s && is_space(end[-1]))
+    while (end > s && text_is_blank(end[-1]))
         end--;
     if (s == end || *s == '#')
         return 0;
     const char *key;
-    size_t keylen = next_word(&s, end, &key);
+    size_t keylen = text_next_word(&s, end, &key);
     size_t vlen = (size_t)(end - s);
     for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
-        if (word_is(key, keylen, options[i].name)) {
+        if (text_word_is(key, keylen, options[i].name)) {
             if (!vlen)
                 return fail(p, "%s: missing value", options[i].name);
             return options[i].parse(p, &options[i], s, vlen);

@@ -12,6 +12,7 @@
 #include <mbedtls/sha512.h>
 
 #include "broker/mem.h"
+#include "broker/textfile.h"
 #include "broker/strmap.h"
 #include "mqtt/error.h"
 #include "platform/platform.h"
@@ -236,15 +237,10 @@ struct pparse {
 static int pfail(struct pparse *p, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int pfail(struct pparse *p, int rc, const char *fmt, ...)
 {
-    if (p->err && p->errlen) {
-        int n = snprintf(p->err, p->errlen, "%s:%d: ", p->name, p->line);
-        if (n >= 0 && (size_t)n < p->errlen) {
-            va_list ap;
-            va_start(ap, fmt);
-            vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
-            va_end(ap);
-        }
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    text_error(p->err, p->errlen, p->name, p->line, fmt, ap);
+    va_end(ap);
     return rc;
 }
 
