@@ -43,6 +43,9 @@ struct client {
     struct message *will;
     struct topic_alias_table alias_in, alias_out;
     char *peer;
+    uint64_t warned_at_ms;    /* per-client warnings: at most one per 10 s */
+    uint32_t warns_suppressed;
+    char suppressed_note[40];
     const struct listener_config *lc;
     char *identity; /* from the transport; the username when set */
     char *username; /* as authenticated, for ACL checks; NULL = anonymous */
@@ -136,6 +139,28 @@ uint32_t client_keepalive_ms(const struct client *c)
 const char *client_name(const struct client *c)
 {
     return c->session ? c->session->client_id : c->peer;
+}
+
+/* ---- per-client warnings ---------------------------------------------- */
+
+/* One client repeating a mistake (publishing too large, or where it may
+ * not) must not fill the log: at most one such line per client per 10 s,
+ * the next one saying how many were skipped (in c->suppressed_note). */
+#define CLIENT_WARN_INTERVAL_MS 10000u
+
+static bool warn_allowed(struct client *c, uint64_t now_ms)
+{
+    if (c->warned_at_ms && now_ms - c->warned_at_ms < CLIENT_WARN_INTERVAL_MS) {
+        c->warns_suppressed++;
+        return false;
+    }
+    c->suppressed_note[0] = '\0';
+    if (c->warns_suppressed)
+        snprintf(c->suppressed_note, sizeof(c->suppressed_note), " (%u similar lines skipped)",
+                 c->warns_suppressed);
+    c->warns_suppressed = 0;
+    c->warned_at_ms = now_ms ? now_ms : 1;
+    return true;
 }
 
 /* ---- output ----------------------------------------------------------- */
@@ -667,13 +692,16 @@ static int on_publish(struct client *c, const struct mqtt_packet *p, uint64_t no
     if (sys_topic || !acl_allows(c, (struct mqtt_bytes){0}, topic.ptr, topic.len, AUTH_WRITE)) {
         /* Refused, but acknowledged so the client does not resend it
          * forever: 0x87 tells an MQTT 5 client; 3.1.1 cannot be told. */
-        log_printf(LOG_T_DEBUG, "Denied PUBLISH from %s to %.*s.", s->client_id, (int)topic.len,
-                   (const char *)topic.ptr);
+        if (warn_allowed(c, now_ms))
+            log_printf(LOG_T_NOTICE, "Denied PUBLISH from %s to %.*s%s.", s->client_id,
+                       (int)topic.len, (const char *)topic.ptr, c->suppressed_note);
         reason = 0x87;
         why = -ERR_NOT_AUTHORIZED;
     } else if (limit && pub->payload.len > limit) {
-        log_printf(LOG_T_NOTICE, "Dropped too large PUBLISH from %s (%u bytes on %.*s).",
-                   s->client_id, pub->payload.len, (int)topic.len, (const char *)topic.ptr);
+        if (warn_allowed(c, now_ms))
+            log_printf(LOG_T_NOTICE, "Dropped too large PUBLISH from %s (%u bytes on %.*s)%s.",
+                       s->client_id, pub->payload.len, (int)topic.len, (const char *)topic.ptr,
+                       c->suppressed_note);
         core->stats.messages_dropped++;
         reason = 0x95; /* as mosquitto answers */
         why = -ERR_PACKET_TOO_LARGE;

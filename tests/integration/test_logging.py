@@ -86,5 +86,24 @@ class BlockedLog(unittest.TestCase):
         self.assertRegex(text, r"\d+ log lines dropped")
 
 
+
+from harness import BrokerTestCase, broker_config, publish_packet  # noqa: E402
+
+
+@loopbot_only("loopbot rate-limits per-client warnings")
+class PerClientWarnings(BrokerTestCase):
+
+    @broker_config(message_size_limit=10, log_type="notice")
+    def test_repeated_mistake_logged_once(self):
+        c = self.raw()
+        c.connect("noisy")
+        for i in range(50):
+            c.send(publish_packet("t", b"x" * 100, 1, mid=i + 1))
+            c.expect(PUBACK, timeout=3)
+        time.sleep(0.3)  # lines are written as they happen
+        lines = [l for l in self.broker.stderr().splitlines() if "Dropped too large" in l]
+        self.assertEqual(len(lines), 1, lines)
+
+
 if __name__ == "__main__":
     unittest.main()
