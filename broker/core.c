@@ -56,6 +56,17 @@ void core_free(struct core *core)
     mem_free(NULL, core, sizeof(*core));
 }
 
+void core__congestion_add(struct core *core)
+{
+    core->congested++;
+}
+
+void core__congestion_remove(struct core *core)
+{
+    if (--core->congested == 0 && core->io.congestion_cleared)
+        core->io.congestion_cleared(core->io.ctx);
+}
+
 const struct auth *core_auth_for(const struct core *core, const struct listener_config *lc)
 {
     return lc && lc->auth ? lc->auth : core->auth;

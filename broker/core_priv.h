@@ -77,6 +77,12 @@ void router_send_retained(struct core *core, struct session *s, const uint8_t *f
  * subscriptions go to other online members of those groups [MQTT-4.8.2-5]. */
 void router_handoff_shared(struct core *core, struct session *s, uint64_t now_ms);
 
+/* Something is over its limit (a subscriber's queue, the store's backlog):
+ * publishers that feed it are throttled (core->congestion_hit) until every
+ * such thing has drained; the last removal calls io.congestion_cleared. */
+void core__congestion_add(struct core *core);
+void core__congestion_remove(struct core *core);
+
 /* Session table and expiry bookkeeping. */
 struct session *core__session_find(struct core *core, const uint8_t *id, size_t len);
 int core__session_insert(struct core *core, struct session *s);

@@ -22,8 +22,16 @@
 #include "broker/topic_tree.h"
 #include "mqtt/error.h"
 
+/* Records handed to the worker but not yet committed. Past this many (a
+ * stalled or slow card) the publishers are throttled like for a full
+ * subscriber queue, so the loop never holds an unbounded backlog; they go
+ * on once half of it is written. */
+#define PERSIST_MAX_BACKLOG 50000u
+
 struct persist {
+    struct core *core;
     struct store *st;
+    bool throttling; /* the backlog is over PERSIST_MAX_BACKLOG */
     uint64_t next_msg_id;
     int64_t wall_off; /* wall ms - monotonic ms, to store absolute times */
     uint64_t done;
@@ -47,7 +55,18 @@ static uint64_t submit(struct persist *p, struct store_rec *r)
             log_printf(LOG_T_ERROR, "Error: persistence: out of memory, a record was not written.");
         return 0;
     }
-    return store_submit(p->st, r);
+    uint64_t ticket = store_submit(p->st, r);
+    if (ticket - p->done > PERSIST_MAX_BACKLOG) {
+        if (!p->throttling) {
+            p->throttling = true;
+            core__congestion_add(p->core);
+            log_printf(LOG_T_WARNING, "Warning: persistence: %u records wait for the disk; "
+                                      "publishers are throttled until it catches up.",
+                       PERSIST_MAX_BACKLOG);
+        }
+        p->core->congestion_hit = true;
+    }
+    return ticket;
 }
 
 static int64_t to_wall(const struct persist *p, uint64_t mono_ms)
@@ -347,6 +366,10 @@ void persist_completed(struct core *core, uint64_t now_ms)
                                 "held are acknowledged but NOT on disk.",
                    (unsigned long long)errors, msg);
     client__acks_flush(core, p->done, now_ms);
+    if (p->throttling && store_last(p->st) - p->done <= PERSIST_MAX_BACKLOG / 2) {
+        p->throttling = false;
+        core__congestion_remove(core);
+    }
 }
 
 void persist_get_counts(const struct core *core, struct persist_counts *out)
@@ -598,6 +621,7 @@ int persist_attach(struct core *core, struct store *st, uint64_t now_ms, uint64_
     if (!p)
         return -ERR_NOMEM;
     p->st = st;
+    p->core = core;
     p->wall_off = (int64_t)wall_ms - (int64_t)now_ms;
     struct load ld = {.core = core, .p = p, .now_ms = now_ms, .now_wall = (int64_t)wall_ms};
     strmap_init(&ld.msgs, core->id_seed ^ 0x5bd1e995u);

@@ -51,9 +51,7 @@ static void congestion_end(struct session *s)
     if (!s->congested_since_ms)
         return;
     s->congested_since_ms = 0;
-    struct core *core = s->core;
-    if (--core->congested == 0 && core->io.congestion_cleared)
-        core->io.congestion_cleared(core->io.ctx);
+    core__congestion_remove(s->core);
 }
 
 void session_free(struct session *s)
@@ -340,7 +338,7 @@ static bool congestion_admit(struct session *s, const struct message *msg, uint6
     struct core *core = s->core;
     if (!s->congested_since_ms) {
         s->congested_since_ms = now_ms ? now_ms : 1;
-        core->congested++;
+        core__congestion_add(core);
     } else if (now_ms - s->congested_since_ms >= SESSION_SLOW_CLOSE_MS && !s->slow_closing) {
         s->slow_closing = true;
         core->io.close(core->io.ctx, s->link.conn, -ERR_QUOTA_EXCEEDED);
