@@ -43,7 +43,7 @@ export DEBIAN_FRONTEND=noninteractive
 # (qemu-ARCH -L /usr/TRIPLE), so no binfmt registration is needed.
 pkgs=(build-essential cmake pkg-config python3 mosquitto-clients libmosquitto-dev
       qemu-user "gcc-$triple" "libc6-dev-$arch-cross"
-      "libmbedtls-dev:$arch" "libcmocka-dev:$arch" "libsqlite3-dev:$arch"
+      "libmbedtls-dev:$arch" "libcmocka-dev:$arch"
       dpkg-dev file)
 
 missing=()
@@ -75,11 +75,21 @@ if [ -z "$want" ] || [ "$want" = "(none)" ]; then
   echo "no libevent-dev:$arch in the package lists (apt-get update?)" >&2
   exit 1
 fi
-if [ "$(cat "$devroot/.libevent-version" 2>/dev/null)" != "$want extra" ]; then
-  echo "Unpacking libevent-dev:$arch $want into $devroot"
+# SQLite likewise: libsqlite3-dev is Multi-Arch: same, so PACKAGE:ARCH must
+# be the very version the build machine has; when a mirror serves the
+# host's security update but not the target's, it cannot be installed.
+# Unpacked, any version of the target's does.
+sqlite_want=$(apt-cache policy "libsqlite3-dev:$arch" | awk '/Candidate:/ {print $2}')
+if [ -z "$sqlite_want" ] || [ "$sqlite_want" = "(none)" ]; then
+  echo "no libsqlite3-dev:$arch in the package lists (apt-get update?)" >&2
+  exit 1
+fi
+if [ "$(cat "$devroot/.libevent-version" 2>/dev/null)" != "$want extra sqlite $sqlite_want" ]; then
+  echo "Unpacking libevent-dev:$arch $want and libsqlite3-dev:$arch $sqlite_want into $devroot"
   tmp=$(mktemp -d)
   (cd "$tmp" && apt-get download -qq "libevent-dev:$arch=$want" "libevent-core-2.1-7:$arch=$want" \
-      "libevent-extra-2.1-7:$arch=$want")
+      "libevent-extra-2.1-7:$arch=$want" "libsqlite3-dev:$arch=$sqlite_want" \
+      "libsqlite3-0:$arch=$sqlite_want")
   $sudo rm -rf "$devroot"
   $sudo mkdir -p "$devroot"
   for deb in "$tmp"/*.deb; do $sudo dpkg-deb -x "$deb" "$devroot"; done
@@ -87,5 +97,5 @@ if [ "$(cat "$devroot/.libevent-version" 2>/dev/null)" != "$want extra" ]; then
   # Point the .pc files at the unpacked tree. libevent_core and _extra
   # (evhttp) are used; the other libevent*.so links dangle, harmlessly.
   $sudo sed -i "s|^prefix=.*|prefix=$devroot/usr|" "$devroot/usr/lib/$triple/pkgconfig/"*.pc
-  echo "$want extra" | $sudo tee "$devroot/.libevent-version" >/dev/null
+  echo "$want extra sqlite $sqlite_want" | $sudo tee "$devroot/.libevent-version" >/dev/null
 fi
