@@ -346,23 +346,34 @@ static int parse_port(struct parser *p, const char *key, const char *v, size_t n
     return 0;
 }
 
+/* "PORT [ADDRESS]", as `listener` and `metrics_listener` take it. */
+static int port_and_address(struct parser *p, const struct option *o, const char *v, size_t n,
+                            uint16_t *port, const char **addr, size_t *addrlen)
+{
+    const char *s = v, *end = v + n, *word, *extra;
+    size_t len = text_next_word(&s, end, &word);
+    *addrlen = text_next_word(&s, end, addr);
+    int rc = parse_port(p, o->name, word, len, port);
+    if (rc < 0)
+        return rc;
+    if (text_next_word(&s, end, &extra))
+        return fail(p, "%s: expected '%s PORT [ADDRESS]', got '%.*s%s'%s", o->name, o->name,
+                    SHOW(v, n), hash_hint(v, n));
+    if (*addrlen && (*addr)[0] == '#')
+        return fail(p, "%s: '%.*s%s' is not an address%s", o->name, SHOW(*addr, *addrlen),
+                    hash_hint(*addr, *addrlen));
+    return 0;
+}
+
 /* listener PORT [ADDRESS]: starts a listener block. */
 static int opt_listener(struct parser *p, const struct option *o, const char *v, size_t n)
 {
-    const char *s = v, *end = v + n, *port, *addr, *extra;
-    size_t portlen = text_next_word(&s, end, &port);
-    size_t addrlen = text_next_word(&s, end, &addr);
-    size_t extralen = text_next_word(&s, end, &extra);
     uint16_t num;
-    int rc = parse_port(p, o->name, port, portlen, &num);
+    const char *addr;
+    size_t addrlen;
+    int rc = port_and_address(p, o, v, n, &num, &addr, &addrlen);
     if (rc < 0)
         return rc;
-    if (extralen)
-        return fail(p, "%s: expected 'listener PORT [ADDRESS]', got '%.*s%s'%s", o->name, SHOW(v, n),
-                    hash_hint(v, n));
-    if (addrlen && addr[0] == '#')
-        return fail(p, "%s: '%.*s%s' is not an address%s", o->name, SHOW(addr, addrlen),
-                    hash_hint(addr, addrlen));
     struct listener_config *l = listener_new(num, addrlen ? addr : NULL, addrlen);
     if (!l)
         return nomem(p);
@@ -377,17 +388,12 @@ static int opt_listener(struct parser *p, const struct option *o, const char *v,
  * for /metrics and /healthz, on loopback unless an address is given. */
 static int opt_metrics_listener(struct parser *p, const struct option *o, const char *v, size_t n)
 {
-    const char *s = v, *end = v + n, *port, *addr, *extra;
-    size_t portlen = text_next_word(&s, end, &port);
-    size_t addrlen = text_next_word(&s, end, &addr);
-    size_t extralen = text_next_word(&s, end, &extra);
     uint16_t num;
-    int rc = parse_port(p, o->name, port, portlen, &num);
+    const char *addr;
+    size_t addrlen;
+    int rc = port_and_address(p, o, v, n, &num, &addr, &addrlen);
     if (rc < 0)
         return rc;
-    if (extralen)
-        return fail(p, "%s: expected 'metrics_listener PORT [ADDRESS]', got '%.*s%s'", o->name,
-                    SHOW(v, n));
     if (addrlen >= sizeof(p->c->metrics_address))
         return fail(p, "%s: '%.*s%s' is not a numeric address", o->name, SHOW(addr, addrlen));
     p->c->metrics_port = num;
