@@ -7,13 +7,20 @@
  * [MQTT-1.5.3]; a longer one cannot have come off the wire. */
 #define TOPIC_MAX 65535u
 
-int mqtt_topic_name_validate(const uint8_t *s, size_t len)
+/* What names and filters share: not empty [MQTT-4.7.3-1], a length that
+ * fits a UTF-8 string, well-formed UTF-8 without U+0000. */
+static int topic_text_check(const uint8_t *s, size_t len, int empty_err)
 {
     if (len == 0)
-        return -ERR_TOPIC_EMPTY; /* [MQTT-4.7.3-1] */
+        return empty_err;
     if (!s || len > TOPIC_MAX)
         return -ERR_INVALID;
-    int rc = utf8__check(s, len, false);
+    return utf8__check(s, len, false);
+}
+
+int mqtt_topic_name_validate(const uint8_t *s, size_t len)
+{
+    int rc = topic_text_check(s, len, -ERR_TOPIC_EMPTY);
     if (rc < 0)
         return rc;
     /* '+' and '#' are ASCII, so a byte scan is exact in UTF-8. */
@@ -26,11 +33,7 @@ int mqtt_topic_name_validate(const uint8_t *s, size_t len)
 
 int mqtt_topic_filter_validate(const uint8_t *s, size_t len)
 {
-    if (len == 0)
-        return -ERR_FILTER_EMPTY; /* [MQTT-4.7.3-1] */
-    if (!s || len > TOPIC_MAX)
-        return -ERR_INVALID;
-    int rc = utf8__check(s, len, false);
+    int rc = topic_text_check(s, len, -ERR_FILTER_EMPTY);
     if (rc < 0)
         return rc;
     for (size_t i = 0; i < len; i++) {
