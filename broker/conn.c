@@ -19,6 +19,7 @@
 #include "broker/log.h"
 #include "broker/mem.h"
 #include "broker/outq.h"
+#include "broker/timer_wheel.h"
 #include "mqtt/error.h"
 #include "mqtt/packet.h"
 #include "platform/platform.h"
@@ -93,10 +94,9 @@ struct conn {
     struct listener *lst;
     const struct conn_transport *tp;
     void *tpd; /* the transport's per-connection state (TLS session) */
-    struct loop_io *io;
-    struct loop_timer *timer; /* connect timeout, then keepalive, then linger */
-    struct mem_account acct;  /* this connection's own buffers */
-    int fd;
+    struct loop_io io;         /* its socket: io.fd */
+    struct wheel_node tm;      /* connect timeout, then keepalive, then linger */
+    struct mem_account acct;   /* this connection's own buffers */
     int close_err;
     uint8_t timer_mode;
     bool closing;     /* close requested: no more input */
@@ -133,6 +133,12 @@ struct conn_set {
     struct dlink cls;  /* to flush and close this turn */
     struct dlink thr;  /* throttled publishers, until congestion clears */
     struct conn_stats stats;
+    /* Every connection's deadline, in CONN_TICK_MS ticks, and the one
+     * libevent timer that wakes the loop for the next non-empty slot. */
+    struct wheel wheel;
+    struct loop_timer *wheel_timer;
+    uint32_t wheel_armed; /* the tick wheel_timer is set for, if armed */
+    bool wheel_is_armed;
     bool shutting_down;
     bool hard; /* conn_set_free: close without flushing */
     loop_fn on_empty;
@@ -147,12 +153,12 @@ static void unpause(struct conn *cn, uint8_t reason);
 
 static ssize_t tcp_read(struct conn *cn, void *buf, size_t len)
 {
-    return platform_sock_read(cn->fd, buf, len);
+    return platform_sock_read(cn->io.fd, buf, len);
 }
 
 static ssize_t tcp_writev(struct conn *cn, const struct iovec *iov, int iovcnt)
 {
-    return platform_sock_writev(cn->fd, iov, iovcnt);
+    return platform_sock_writev(cn->io.fd, iov, iovcnt);
 }
 
 static size_t tcp_pending(struct conn *cn)
@@ -162,7 +168,7 @@ static size_t tcp_pending(struct conn *cn)
 
 static void tcp_close(struct conn *cn, void *scratch, size_t scratch_len)
 {
-    platform_sock_close(cn->fd, scratch, scratch_len);
+    platform_sock_close(cn->io.fd, scratch, scratch_len);
 }
 
 const struct conn_transport conn_tcp = {
@@ -175,7 +181,7 @@ const struct conn_transport conn_tcp = {
 
 int conn_fd(const struct conn *cn)
 {
-    return cn->fd;
+    return cn->io.fd;
 }
 
 void *conn_transport_data(const struct conn *cn)
@@ -207,6 +213,50 @@ static void schedule(struct conn_set *cs)
     loop_defer_schedule(cs->defer);
 }
 
+/* ---- deadlines ---- */
+
+/* 100 ms: a keepalive or timeout fires at most this late, and a busy wheel
+ * wakes the loop at most 10 times a second. */
+#define CONN_TICK_MS 100u
+
+static uint32_t tick_at_or_after(uint64_t ms)
+{
+    return (uint32_t)((ms + CONN_TICK_MS - 1) / CONN_TICK_MS);
+}
+
+static void wheel_arm(struct conn_set *cs, uint32_t tick)
+{
+    uint64_t now = loop_now_ms(cs->loop);
+    uint64_t at = (uint64_t)tick * CONN_TICK_MS;
+    if (loop_timer_start(cs->wheel_timer, at > now ? at - now : 1, false) < 0) {
+        log_printf(LOG_T_ERROR, "Error: cannot arm the keepalive timer.");
+        return;
+    }
+    cs->wheel_armed = tick;
+    cs->wheel_is_armed = true;
+}
+
+/* cn's deadline is ms from now (what it is for: cn->timer_mode). */
+static void deadline_in(struct conn *cn, uint64_t ms)
+{
+    struct conn_set *cs = cn->cs;
+    wheel_set(&cs->wheel, &cn->tm, tick_at_or_after(loop_now_ms(cs->loop) + ms));
+    if (!cs->wheel_is_armed || (int32_t)(cn->tm.placed - cs->wheel_armed) < 0)
+        wheel_arm(cs, cn->tm.placed);
+}
+
+static void on_deadline(void *ctx, struct wheel_node *n);
+
+static void on_wheel_timer(void *arg)
+{
+    struct conn_set *cs = arg;
+    cs->wheel_is_armed = false;
+    wheel_advance(&cs->wheel, (uint32_t)(loop_now_ms(cs->loop) / CONN_TICK_MS), on_deadline, cs);
+    uint32_t next;
+    if (!cs->wheel_is_armed && wheel_next(&cs->wheel, &next))
+        wheel_arm(cs, next);
+}
+
 static void update_interest(struct conn *cn)
 {
     unsigned ev = 0;
@@ -218,7 +268,7 @@ static void update_interest(struct conn *cn)
         if (cn->write_armed && !cn->io_dead)
             ev |= LOOP_WRITE;
     }
-    if (loop_io_set(cn->io, ev) < 0 && !cn->closing) {
+    if (loop_io_set(&cn->io, ev) < 0 && !cn->closing) {
         cn->io_dead = true;
         close_conn(cn, -ERR_IO);
     }
@@ -459,9 +509,9 @@ static void after_input(struct conn *cn, uint64_t packets_before)
     }
     uint32_t ka = client_keepalive_ms(cn->client);
     if (ka)
-        loop_timer_start(cn->timer, ka, false);
+        deadline_in(cn, ka);
     else
-        loop_timer_stop(cn->timer);
+        wheel_del(&cn->cs->wheel, &cn->tm);
 }
 
 static void on_readable(struct conn *cn)
@@ -631,7 +681,7 @@ static void close_conn(struct conn *cn, int err)
         return;
     cn->closing = true;
     cn->close_err = err;
-    loop_timer_stop(cn->timer);
+    wheel_del(&cn->cs->wheel, &cn->tm);
     dl_del(&cn->rep);
     dl_push(&cn->cs->cls, &cn->cls);
     schedule(cn->cs);
@@ -653,8 +703,8 @@ static void finalize(struct conn *cn)
     dl_del(&cn->cls);
     dl_del(&cn->thr);
     dl_del(&cn->all);
-    loop_io_remove(cn->io);
-    loop_timer_free(cn->timer);
+    loop_io_fini(&cn->io);
+    wheel_del(&cs->wheel, &cn->tm);
     cn->tp->close(cn, cs->rbuf, CONN_READ_BUFFER);
     int err = cn->clean ? 0 : cn->close_err;
     log_printf(LOG_T_DEBUG, "Connection of %s closed: %s.", client_name(cn->client),
@@ -674,10 +724,10 @@ static void finalize(struct conn *cn)
     }
 }
 
-static void on_timer(void *arg)
+static void on_deadline(void *ctx, struct wheel_node *n)
 {
-    struct conn *cn = arg;
-    struct conn_set *cs = cn->cs;
+    struct conn_set *cs = ctx;
+    struct conn *cn = CONN_OF(n, tm);
     switch (cn->timer_mode) {
     case TM_CONNECT:
         if (cn->handshaking) {
@@ -697,8 +747,8 @@ static void on_timer(void *arg)
         /* Not reading a client because of its own output backlog must not
          * kill it: if it sent anything meanwhile, it is alive. */
         if (cn->backlog || cn->read_again ||
-            (cn->paused && platform_sock_pending(cn->fd) > 0)) {
-            loop_timer_start(cn->timer, client_keepalive_ms(cn->client), false);
+            (cn->paused && platform_sock_pending(cn->io.fd) > 0)) {
+            deadline_in(cn, client_keepalive_ms(cn->client));
             break;
         }
         cs->stats.keepalive_timeouts++;
@@ -724,7 +774,7 @@ static void close_step(struct conn *cn)
             cn->lingering = true;
             cn->write_armed = true;
             cn->timer_mode = TM_LINGER;
-            loop_timer_start(cn->timer, CONN_LINGER_MS, false);
+            deadline_in(cn, CONN_LINGER_MS);
             update_interest(cn);
             return;
         }
@@ -835,7 +885,9 @@ struct conn_set *conn_set_new(struct loop *loop)
     dl_init(&cs->thr);
     cs->rbuf = mem_alloc(NULL, CONN_READ_BUFFER);
     cs->defer = loop_defer_new(loop, "conn", on_defer, cs);
-    if (!cs->rbuf || !cs->defer) {
+    cs->wheel_timer = loop_timer_new(loop, "keepalive", on_wheel_timer, cs);
+    wheel_init(&cs->wheel, (uint32_t)(loop_now_ms(loop) / CONN_TICK_MS));
+    if (!cs->rbuf || !cs->defer || !cs->wheel_timer) {
         conn_set_free(cs);
         return NULL;
     }
@@ -858,6 +910,7 @@ void conn_set_free(struct conn_set *cs)
         finalize(cn);
     }
     loop_defer_free(cs->defer);
+    loop_timer_free(cs->wheel_timer);
     mem_free(NULL, cs->rbuf, CONN_READ_BUFFER);
     mem_free(NULL, cs, sizeof(*cs));
 }
@@ -883,27 +936,23 @@ int conn_accept(struct conn_set *cs, int fd, const char *peer, struct listener *
     if (!cn)
         return -ERR_NOMEM;
     cn->cs = cs;
-    cn->fd = fd;
     cn->lst = lst;
     cn->tp = tp ? tp : &conn_tcp;
     cn->tpd = tpd;
     cn->handshaking = cn->tp->handshake != NULL;
     cn->hs_want = LOOP_READ;
     /* The label names the transport in the loop's "longest callback". */
-    cn->io = loop_io_add(cs->loop, fd, cn->tp == &conn_tcp ? "conn" : cn->tp->name, on_io, cn);
-    cn->timer = loop_timer_new(cs->loop, "keepalive", on_timer, cn);
-    if (cn->io && cn->timer)
-        cn->client = client_new(cs->core, cn, peer, lst ? listener_config_of(lst) : NULL,
-                                loop_now_ms(cs->loop));
-    if (!cn->client || loop_io_set(cn->io, LOOP_READ) < 0 ||
-        loop_timer_start(cn->timer, CONN_CONNECT_TIMEOUT_MS, false) < 0) {
+    loop_io_init(&cn->io, cs->loop, fd, cn->tp == &conn_tcp ? "conn" : cn->tp->name, on_io, cn);
+    cn->client = client_new(cs->core, cn, peer, lst ? listener_config_of(lst) : NULL,
+                            loop_now_ms(cs->loop));
+    if (!cn->client || loop_io_set(&cn->io, LOOP_READ) < 0) {
         client_free(cn->client, -ERR_NOMEM, loop_now_ms(cs->loop));
-        loop_io_remove(cn->io);
-        loop_timer_free(cn->timer);
+        loop_io_fini(&cn->io);
         mem_free(NULL, cn, sizeof(*cn));
         return -ERR_NOMEM;
     }
     cn->timer_mode = TM_CONNECT;
+    deadline_in(cn, CONN_CONNECT_TIMEOUT_MS);
     dl_push(&cs->all, &cn->all);
     cs->stats.accepted++;
     cs->stats.current++;

@@ -56,7 +56,7 @@ static bool rate_allows(struct listener *l, uint64_t now_ms)
 struct listener_sock {
     struct listener_set *ls;
     struct listener *l;
-    struct loop_io *io;
+    struct loop_io io;
     struct loop_timer *pause;
     int fd;
 };
@@ -87,14 +87,14 @@ static void pause_accepting(struct listener_sock *s, int err)
                    strerror(-err), (unsigned long long)lim, s->l->port, LISTENER_PAUSE_MS);
         ls->fd_warned_at = now;
     }
-    loop_io_set(s->io, 0);
+    loop_io_set(&s->io, 0);
     loop_timer_start(s->pause, LISTENER_PAUSE_MS, false);
 }
 
 static void on_resume(void *arg)
 {
     struct listener_sock *s = arg;
-    loop_io_set(s->io, LOOP_READ);
+    loop_io_set(&s->io, LOOP_READ);
 }
 
 static void on_accept(void *arg, unsigned events)
@@ -152,7 +152,7 @@ static void on_accept(void *arg, unsigned events)
 
 static void sock_free(struct listener_sock *s)
 {
-    loop_io_remove(s->io);
+    loop_io_fini(&s->io);
     loop_timer_free(s->pause);
     platform_close(s->fd);
     mem_free(NULL, s, sizeof(*s));
@@ -189,9 +189,9 @@ static int open_one(struct listener_set *ls, struct listener *l, const char *add
     s->ls = ls;
     s->l = l;
     s->fd = fd;
-    s->io = loop_io_add(ls->loop, fd, "accept", on_accept, s);
+    loop_io_init(&s->io, ls->loop, fd, "accept", on_accept, s);
     s->pause = loop_timer_new(ls->loop, "accept-pause", on_resume, s);
-    if (!s->io || !s->pause || loop_io_set(s->io, LOOP_READ) < 0) {
+    if (!s->pause || loop_io_set(&s->io, LOOP_READ) < 0) {
         sock_free(s);
         log_printf(LOG_T_ERROR, "Error: Out of memory.");
         return -ERR_NOMEM;

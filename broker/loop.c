@@ -62,19 +62,15 @@ struct loop {
         const struct timeval *tv;
     } common[LOOP_COMMON_MAX];
     int ncommon;
+    /* The poller: its fd in libevent, and the batch being dispatched (an
+     * io finished mid-batch is struck out of it). */
+    int pfd;
+    struct event *pev;
+    struct platform_poll_event batch[PLATFORM_POLL_BATCH];
+    int batch_n, batch_i;
 };
 
-/* Every handle embeds its struct event at the end (one allocation). */
-struct loop_io {
-    struct loop *loop;
-    loop_io_fn fn;
-    void *arg;
-    const char *label;
-    int fd;
-    unsigned events;
-    alignas(max_align_t) unsigned char ev[];
-};
-
+/* Timers and signals embed their struct event at the end (one allocation). */
 struct loop_timer {
     struct loop *loop;
     loop_fn fn;
@@ -114,6 +110,8 @@ static void on_libevent_log(int severity, const char *msg)
     else if (severity == EVENT_LOG_WARN)
         log_printf(LOG_T_WARNING, "libevent: %s", msg);
 }
+
+static void poll_cb(evutil_socket_t fd, short what, void *arg);
 
 /* ---- timing every callback ---- */
 
@@ -168,8 +166,14 @@ struct loop *loop_new(void)
         l->base = event_base_new_with_config(cfg);
         event_config_free(cfg);
     }
-    if (!l->base) {
-        mem_free(NULL, l, sizeof(*l));
+    l->pfd = -1;
+    if (l->base) {
+        l->pfd = platform_poller_new();
+        if (l->pfd >= 0)
+            l->pev = event_new(l->base, l->pfd, EV_READ | EV_PERSIST, poll_cb, l);
+    }
+    if (!l->pev || event_add(l->pev, NULL) != 0) {
+        loop_free(l);
         return NULL;
     }
     l->start_us = platform_now_us();
@@ -184,7 +188,12 @@ void loop_free(struct loop *l)
         return;
     if (l->handles)
         log_printf(LOG_T_ERROR, "Error: %zu loop handles still open at exit.", l->handles);
-    event_base_free(l->base);
+    if (l->pev)
+        event_free(l->pev);
+    if (l->pfd >= 0)
+        platform_close(l->pfd);
+    if (l->base)
+        event_base_free(l->base);
     mem_free(NULL, l, sizeof(*l));
 }
 
@@ -252,29 +261,57 @@ void loop_set_slow_threshold(struct loop *l, uint32_t ms)
 
 /* ---- fd watchers ---- */
 
-static void io_cb(evutil_socket_t fd, short what, void *arg)
+static unsigned loop_events(unsigned platform_events)
 {
-    struct loop_io *io = arg;
-    struct loop *l = io->loop;
-    unsigned ev = ((what & EV_READ) ? LOOP_READ : 0u) | ((what & EV_WRITE) ? LOOP_WRITE : 0u);
-    const char *kind = ev == LOOP_READ ? "read" : ev == LOOP_WRITE ? "write" : "read+write";
-    const char *label = io->label;
-    uint64_t t0 = cb_begin(l);
-    io->fn(io->arg, ev); /* may remove io */
-    cb_end(l, t0, kind, label);
+    return ((platform_events & PLATFORM_POLL_IN) ? LOOP_READ : 0u) |
+           ((platform_events & PLATFORM_POLL_OUT) ? LOOP_WRITE : 0u);
 }
 
-struct loop_io *loop_io_add(struct loop *l, int fd, const char *label, loop_io_fn fn, void *arg)
+static unsigned poll_events(unsigned loop_ev)
 {
-    struct loop_io *io = handle_alloc(l, sizeof(*io));
-    if (!io)
-        return NULL;
+    return ((loop_ev & LOOP_READ) ? PLATFORM_POLL_IN : 0u) |
+           ((loop_ev & LOOP_WRITE) ? PLATFORM_POLL_OUT : 0u);
+}
+
+/* libevent saw the poller readable: dispatch one batch of ready fds, each
+ * callback timed as its own. Whatever is left stays ready for next turn. */
+static void poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct loop *l = arg;
+    int n = platform_poller_wait(l->pfd, l->batch, PLATFORM_POLL_BATCH);
+    if (n < 0) {
+        log_printf(LOG_T_ERROR, "Error: polling sockets failed (%d).", n);
+        return;
+    }
+    l->batch_n = n;
+    for (l->batch_i = 0; l->batch_i < l->batch_n; l->batch_i++) {
+        struct loop_io *io = l->batch[l->batch_i].ptr;
+        if (!io)
+            continue; /* finished earlier in this batch */
+        unsigned ev = loop_events(l->batch[l->batch_i].events) & io->events;
+        if (!ev)
+            continue;
+        const char *kind = ev == LOOP_READ ? "read" : ev == LOOP_WRITE ? "write" : "read+write";
+        const char *label = io->label;
+        uint64_t t0 = cb_begin(l);
+        io->fn(io->arg, ev); /* may finish io */
+        cb_end(l, t0, kind, label);
+    }
+    l->batch_n = l->batch_i = 0;
+}
+
+void loop_io_init(struct loop_io *io, struct loop *l, int fd, const char *label, loop_io_fn fn,
+                  void *arg)
+{
     io->loop = l;
     io->fn = fn;
     io->arg = arg;
     io->label = label;
     io->fd = fd;
-    return io;
+    io->events = 0;
+    l->handles++;
 }
 
 int loop_io_set(struct loop_io *io, unsigned events)
@@ -282,16 +319,14 @@ int loop_io_set(struct loop_io *io, unsigned events)
     events &= LOOP_READ | LOOP_WRITE;
     if (events == io->events)
         return 0;
-    if (io->events)
-        event_del(EV(io));
-    io->events = 0;
-    if (!events)
-        return 0;
-    short what = EV_PERSIST | ((events & LOOP_READ) ? EV_READ : 0) |
-                 ((events & LOOP_WRITE) ? EV_WRITE : 0);
-    if (event_assign(EV(io), io->loop->base, io->fd, what, io_cb, io) != 0 ||
-        event_add(EV(io), NULL) != 0)
+    int rc = platform_poller_set(io->loop->pfd, io->fd, poll_events(io->events),
+                                 poll_events(events), io);
+    if (rc < 0) {
+        /* The kernel's set is unchanged, except a failed removal: forget it. */
+        if (!events)
+            io->events = 0;
         return -ERR_IO;
+    }
     io->events = events;
     return 0;
 }
@@ -301,13 +336,17 @@ unsigned loop_io_get(const struct loop_io *io)
     return io->events;
 }
 
-void loop_io_remove(struct loop_io *io)
+void loop_io_fini(struct loop_io *io)
 {
-    if (!io)
+    struct loop *l = io->loop;
+    if (!l)
         return;
-    if (io->events)
-        event_del(EV(io));
-    handle_free(io->loop, io, sizeof(*io));
+    loop_io_set(io, 0);
+    for (int i = l->batch_i + 1; i < l->batch_n; i++)
+        if (l->batch[i].ptr == io)
+            l->batch[i].ptr = NULL;
+    l->handles--;
+    io->loop = NULL;
 }
 
 /* ---- timers ---- */

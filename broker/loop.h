@@ -48,7 +48,7 @@ struct event_base;
 struct event_base *loop__event_base(struct loop *l);
 
 struct loop *loop_new(void);
-/* Every io, timer, signal and defer handle must be freed first. */
+/* Every io, timer, signal and defer handle must be finished first. */
 void loop_free(struct loop *l);
 /* Runs turns until loop_break. Returns 0, or -ERR_IO if the backend fails. */
 int loop_run(struct loop *l);
@@ -59,12 +59,29 @@ uint64_t loop_now_ms(const struct loop *l);
 void loop_get_stats(const struct loop *l, struct loop_stats *out);
 void loop_set_slow_threshold(struct loop *l, uint32_t ms);
 
-/* An fd watcher, starting with no interest. label: a static string. */
-struct loop_io *loop_io_add(struct loop *l, int fd, const char *label, loop_io_fn fn, void *arg);
+/* An fd watcher, embedded in its owner: watching a socket allocates
+ * nothing. Sockets sit in an epoll set of the loop's own (platform
+ * poller), polled without waiting whenever libevent reports it readable,
+ * at most PLATFORM_POLL_BATCH fds a turn; each fd's callback is timed as
+ * its own. Fields are private to loop.c. */
+struct loop_io {
+    struct loop *loop;
+    loop_io_fn fn;
+    void *arg;
+    const char *label;
+    int fd;
+    unsigned events;
+};
+
+/* Starts with no interest. label: a static string. */
+void loop_io_init(struct loop_io *io, struct loop *l, int fd, const char *label, loop_io_fn fn,
+                  void *arg);
 /* events: LOOP_READ | LOOP_WRITE, or 0 for none. Level-triggered. */
 int loop_io_set(struct loop_io *io, unsigned events);
 unsigned loop_io_get(const struct loop_io *io);
-void loop_io_remove(struct loop_io *io); /* NULL is fine; does not close fd */
+/* Stops watching (does not close fd); io may be freed afterwards, even
+ * from inside its own callback. */
+void loop_io_fini(struct loop_io *io);
 
 /* A timer, stopped until started. Timers of equal duration share one O(1)
  * queue (libevent common timeouts), so restarting one is O(1): this is

@@ -54,7 +54,7 @@ struct app {
     struct auth *auth; /* the global security setup (core_set_auth) */
     struct http_server *http; /* metrics_listener, when configured */
     struct store *store;      /* persistence true */
-    struct loop_io *store_io; /* its completion fd */
+    struct loop_io store_io; /* its completion fd */
     uint64_t started_ms, last_sys_ms;
 };
 
@@ -437,12 +437,11 @@ static void start_persistence(struct app *app)
     if (rc < 0)
         log_printf(LOG_T_ERROR, "Error: persistence: loading %s/%s failed part way (%s); going on "
                                 "with what loaded.", dir, c->persistence_file, mqtt_err_message(rc));
-    app->store_io = loop_io_add(app->loop, store_fd(st), "store", on_store_done, app);
-    if (!app->store_io || loop_io_set(app->store_io, LOOP_READ) < 0 || store_start(st) < 0) {
+    loop_io_init(&app->store_io, app->loop, store_fd(st), "store", on_store_done, app);
+    if (loop_io_set(&app->store_io, LOOP_READ) < 0 || store_start(st) < 0) {
         log_printf(LOG_T_ERROR, "Error: persistence: cannot start the store worker: running "
                                 "WITHOUT persistence.");
-        loop_io_remove(app->store_io);
-        app->store_io = NULL;
+        loop_io_fini(&app->store_io);
         store_close(persist_detach(app->core), STORE_CLOSE_MAX_MS);
         return;
     }
@@ -467,8 +466,7 @@ static void stop_persistence(struct app *app)
         return;
     struct store_stats s;
     store_get_stats(app->store, &s);
-    loop_io_remove(app->store_io);
-    app->store_io = NULL;
+    loop_io_fini(&app->store_io);
     struct store *st = persist_detach(app->core);
     app->store = NULL;
     if (store_close(st, STORE_CLOSE_MAX_MS) < 0)

@@ -94,7 +94,7 @@ uint64_t store_submit(struct store *st, struct store_rec *r);
 uint64_t store_last(const struct store *st);
 uint64_t store_done(struct store *st);
 /* The fd that becomes readable when a commit completes (a pipe or eventfd:
- * watch it with loop_io_add); store_ack_wakeup drains it. */
+ * watch it with loop_io_init); store_ack_wakeup drains it. */
 int store_fd(const struct store *st);
 void store_ack_wakeup(struct store *st);
 /* Commits that failed since the last call, with the last error message

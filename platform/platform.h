@@ -110,4 +110,23 @@ void platform_wakeup_drain(int fd);
 /* rename(2). Returns 0 or -errno (-ENOENT when from does not exist). */
 int platform_rename(const char *from, const char *to);
 
+/* ---- readiness (broker/loop.c) ---- */
+/* A readiness set (epoll on Linux) that the loop polls without waiting
+ * whenever its fd is readable. Level-triggered. */
+enum { PLATFORM_POLL_IN = 1u << 0, PLATFORM_POLL_OUT = 1u << 1 };
+#define PLATFORM_POLL_BATCH 128
+struct platform_poll_event {
+    void *ptr;
+    unsigned events; /* PLATFORM_POLL_*; a hang-up or an error reports both */
+};
+/* Returns the set's fd (close-on-exec) or -errno. */
+int platform_poller_new(void);
+/* Changes fd's interest from old_events to events (PLATFORM_POLL_* bits;
+ * 0 takes fd out of the set); ptr comes back with its readiness. Returns 0
+ * or -errno. */
+int platform_poller_set(int pfd, int fd, unsigned old_events, unsigned events, void *ptr);
+/* What is ready now, without waiting: up to max (at most
+ * PLATFORM_POLL_BATCH) entries in out. Returns the count or -errno. */
+int platform_poller_wait(int pfd, struct platform_poll_event *out, int max);
+
 #endif

@@ -30,7 +30,7 @@ struct rec {
     int limit;
     struct loop_defer *defer;
     struct loop_timer *timer;
-    struct loop_io *io;
+    struct loop_io io;
 };
 
 static void push(struct rec *r, char c)
@@ -133,12 +133,12 @@ static void test_defer_runs_before_next_poll(void **state)
     assert_int_equal(write(sv[1], "x", 1), 1);
     r.loop = loop_new();
     r.defer = loop_defer_new(r.loop, "d", on_defer_rec, &r);
-    r.io = loop_io_add(r.loop, sv[0], "sock", on_readable_undrained, &r);
-    assert_int_equal(loop_io_set(r.io, LOOP_READ), 0);
-    assert_int_equal(loop_io_get(r.io), LOOP_READ);
+    loop_io_init(&r.io, r.loop, sv[0], "sock", on_readable_undrained, &r);
+    assert_int_equal(loop_io_set(&r.io, LOOP_READ), 0);
+    assert_int_equal(loop_io_get(&r.io), LOOP_READ);
     assert_int_equal(loop_run(r.loop), 0);
     assert_string_equal(r.seq, "rdrdrdrd");
-    loop_io_remove(r.io);
+    loop_io_fini(&r.io);
     loop_defer_free(r.defer);
     loop_free(r.loop);
     close(sv[0]);
@@ -199,7 +199,7 @@ static void on_writable(void *arg, unsigned ev)
     struct rec *r = arg;
     assert_int_equal(ev, LOOP_WRITE);
     push(r, 'w');
-    loop_io_set(r->io, 0);
+    loop_io_set(&r->io, 0);
     loop_break(r->loop);
 }
 
@@ -209,15 +209,92 @@ static void test_io_write_interest(void **state)
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     r.loop = loop_new();
-    r.io = loop_io_add(r.loop, sv[0], "sock", on_writable, &r);
-    assert_int_equal(loop_io_set(r.io, LOOP_WRITE), 0);
+    loop_io_init(&r.io, r.loop, sv[0], "sock", on_writable, &r);
+    assert_int_equal(loop_io_set(&r.io, LOOP_WRITE), 0);
     assert_int_equal(loop_run(r.loop), 0);
     assert_string_equal(r.seq, "w");
-    assert_int_equal(loop_io_get(r.io), 0);
-    loop_io_remove(r.io);
+    assert_int_equal(loop_io_get(&r.io), 0);
+    loop_io_fini(&r.io);
     loop_free(r.loop);
     close(sv[0]);
     close(sv[1]);
+}
+
+/* Two sockets ready in one batch; the first callback finishes the other's
+ * watcher (as a close would): the second must not run on freed memory. */
+struct pair_rec {
+    struct loop *loop;
+    struct loop_io io[2];
+    int ran[2];
+};
+
+static struct pair_rec *pair_of;
+
+static void on_pair_first(void *arg, unsigned ev)
+{
+    (void)ev;
+    int i = (int)(intptr_t)arg;
+    pair_of->ran[i]++;
+    loop_io_fini(&pair_of->io[1 - i]);
+    loop_io_set(&pair_of->io[i], 0);
+    loop_break(pair_of->loop);
+}
+
+static void test_io_finished_mid_batch_is_skipped(void **state)
+{
+    struct pair_rec p = {0};
+    int a[2], b[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, a), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, b), 0);
+    assert_int_equal(write(a[1], "x", 1), 1);
+    assert_int_equal(write(b[1], "y", 1), 1);
+    pair_of = &p;
+    p.loop = loop_new();
+    loop_io_init(&p.io[0], p.loop, a[0], "a", on_pair_first, (void *)(intptr_t)0);
+    loop_io_init(&p.io[1], p.loop, b[0], "b", on_pair_first, (void *)(intptr_t)1);
+    assert_int_equal(loop_io_set(&p.io[0], LOOP_READ), 0);
+    assert_int_equal(loop_io_set(&p.io[1], LOOP_READ), 0);
+    assert_int_equal(loop_run(p.loop), 0);
+    assert_int_equal(p.ran[0] + p.ran[1], 1);
+    loop_io_fini(&p.io[p.ran[0] ? 0 : 1]);
+    loop_free(p.loop);
+    close(a[0]);
+    close(a[1]);
+    close(b[0]);
+    close(b[1]);
+}
+
+/* A watcher with no interest is out of the set: its peer hanging up does
+ * not wake the loop (a paused client that went away must not spin it). */
+static void on_hup_never(void *arg, unsigned ev)
+{
+    (void)arg;
+    (void)ev;
+    fail_msg("a watcher with no interest was dispatched");
+}
+
+static void test_io_no_interest_hangup_is_quiet(void **state)
+{
+    struct rec r = {0};
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    r.loop = loop_new();
+    loop_io_init(&r.io, r.loop, sv[0], "sock", on_hup_never, &r);
+    assert_int_equal(loop_io_set(&r.io, LOOP_READ), 0);
+    assert_int_equal(loop_io_set(&r.io, 0), 0);
+    close(sv[1]);
+    struct tag stop = {&r, 't', true};
+    struct loop_timer *t = loop_timer_new(r.loop, "t", on_tagged, &stop);
+    loop_timer_start(t, 20, false);
+    assert_int_equal(loop_run(r.loop), 0);
+    assert_string_equal(r.seq, "t");
+    struct loop_stats st;
+    loop_get_stats(r.loop, &st);
+    assert_true(st.turns <= 3); /* slept until the timer */
+    loop_timer_free(t);
+    loop_io_fini(&r.io);
+    loop_free(r.loop);
+    close(sv[0]);
 }
 
 /* ---- signals ---- */
@@ -431,6 +508,8 @@ int main(void)
         cmocka_unit_test(test_defer_rescheduled_runs_next_turn),
         cmocka_unit_test(test_defer_free_while_scheduled),
         cmocka_unit_test(test_io_write_interest),
+        cmocka_unit_test(test_io_finished_mid_batch_is_skipped),
+        cmocka_unit_test(test_io_no_interest_hangup_is_quiet),
         cmocka_unit_test(test_signal_runs_as_callback),
         cmocka_unit_test(test_stats_count_and_longest),
         cmocka_unit_test(test_slow_callback_is_logged),
