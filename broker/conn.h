@@ -35,13 +35,19 @@ struct listener;
 #define CONN_READ_BUFFER 65536u
 #define CONN_PACKETS_PER_EVENT 64
 /* Deliveries (PUBLISH packets out) one read event may cause before the
- * rest of its input waits a turn: ~2,000 x ~0.3 us keeps a hold near 1 ms. */
+ * rest of its input waits a turn. A delivery costs ~0.5-0.8 us on a 2-core
+ * VM; the packet that crosses the line still fans out whole. Halving this
+ * to 1,024 cut closed-loop fan-out throughput by a third without shortening
+ * the longest hold, which in that scenario is kernel work (loopback
+ * delivery to the subscribers' sockets inside our writev). */
 #define CONN_DELIVERIES_PER_EVENT 2048u
-/* Connections flushed, and closed, per deferred pass. Measured on loopback
- * (2-core VM): a writev ~20-40 us, a close with its session ~150-200 us;
- * so a pass stays near 2 ms and the rest wait a turn. */
-#define CONN_FLUSHES_PER_TURN 64u
-#define CONN_CLOSES_PER_TURN 8u
+/* The deferred pass's slices, by time: leftover input, flushes, closes.
+ * Measured on loopback (2-core VM): a small writev ~10-40 us, a 256 KiB
+ * one (a subscriber far behind) ~150 us, a close with its session
+ * ~150-200 us. Whatever does not fit waits a turn. */
+#define CONN_INPUT_SLICE_US 500u
+#define CONN_FLUSH_SLICE_US 800u
+#define CONN_CLOSE_SLICE_US 400u
 #define CONN_WRITE_BUDGET (256u * 1024u)
 #define CONN_IOV_MAX 64
 #define CONN_HIGH_WATER (1024u * 1024u)
