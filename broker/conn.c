@@ -96,26 +96,29 @@ struct conn {
     void *tpd; /* the transport's per-connection state (TLS session) */
     struct loop_io io;         /* its socket: io.fd */
     struct wheel_node tm;      /* connect timeout, then keepalive, then linger */
-    struct mem_account acct;   /* this connection's own buffers */
     int close_err;
-    uint8_t timer_mode;
-    bool closing;     /* close requested: no more input */
-    bool clean;       /* the client sent DISCONNECT: no will */
-    bool io_dead;     /* the socket failed: do not write */
-    bool dead;        /* finalize running: ignore core_io calls */
-    uint8_t paused;   /* not reading it: PAUSE_* bits */
-    bool backlog;     /* pb holds a whole packet (budget or pause stopped us) */
-    bool read_again;  /* the transport holds input (TLS) */
-    bool write_armed; /* EV_WRITE armed: the kernel pushed back */
-    bool lingering;   /* closing, waiting for the kernel to take the rest */
-    bool handshaking; /* the transport's handshake (TLS) is not done */
-    uint8_t hs_want;  /* LOOP_READ or LOOP_WRITE: what the handshake waits for */
-    uint64_t packets; /* whole packets handed to the client */
-    /* Unprocessed input: a half-read packet, or what a budget left. */
+    /* Flags as bits: every byte here is paid once per idle connection. */
+    unsigned timer_mode : 2;
+    unsigned paused : 2;        /* not reading it: PAUSE_* bits */
+    unsigned hs_want : 2;       /* LOOP_READ or LOOP_WRITE: what the handshake waits for */
+    unsigned closing : 1;       /* close requested: no more input */
+    unsigned clean : 1;         /* the client sent DISCONNECT: no will */
+    unsigned io_dead : 1;       /* the socket failed: do not write */
+    unsigned dead : 1;          /* finalize running: ignore core_io calls */
+    unsigned backlog : 1;       /* pb holds a whole packet (budget or pause stopped us) */
+    unsigned read_again : 1;    /* the transport holds input (TLS) */
+    unsigned write_armed : 1;   /* write interest: the kernel pushed back */
+    unsigned lingering : 1;     /* closing, waiting for the kernel to take the rest */
+    unsigned handshaking : 1;   /* the transport's handshake (TLS) is not done */
+    uint32_t packets;           /* whole packets handed to the client (wraps) */
+    /* Unprocessed input: a half-read packet, or what a budget left. A
+     * packet is at most 256 MiB + 5, so 32 bits hold every size. */
     uint8_t *pb;
-    size_t pb_len, pb_cap;
-    size_t pb_total; /* the half-read packet's size once its header is in; 0 = unknown */
-    struct dlink all, pend, rep, cls, thr;
+    uint32_t pb_len, pb_cap;
+    uint32_t pb_total; /* the half-read packet's size once its header is in; 0 = unknown */
+    /* work: on cs->rep (input to process this turn) or, once closing, on
+     * cs->cls; never both, since closing ends input. */
+    struct dlink all, pend, work, thr;
 };
 
 /* Why a connection is not being read. */
@@ -281,7 +284,7 @@ static struct outq *outq_of(const struct conn *cn)
 
 static void pb_release(struct conn *cn)
 {
-    mem_free(&cn->acct, cn->pb, cn->pb_cap);
+    mem_free(NULL, cn->pb, cn->pb_cap);
     cn->pb = NULL;
     cn->pb_len = cn->pb_cap = cn->pb_total = 0;
 }
@@ -297,11 +300,11 @@ static int pb_reserve(struct conn *cn, size_t need)
         cap = need;
     if (cn->pb_total && cap > cn->pb_total)
         cap = cn->pb_total > need ? cn->pb_total : need;
-    uint8_t *p = mem_realloc(&cn->acct, cn->pb, cn->pb_cap, cap);
+    uint8_t *p = mem_realloc(NULL, cn->pb, cn->pb_cap, cap);
     if (!p)
         return -ERR_NOMEM;
     cn->pb = p;
-    cn->pb_cap = cap;
+    cn->pb_cap = (uint32_t)cap;
     return 0;
 }
 
@@ -311,7 +314,7 @@ static int pb_append(struct conn *cn, const uint8_t *data, size_t len)
     if (rc < 0)
         return rc;
     memcpy(cn->pb + cn->pb_len, data, len);
-    cn->pb_len += len;
+    cn->pb_len += (uint32_t)len;
     return 0;
 }
 
@@ -436,7 +439,7 @@ static int partial_fill(struct conn *cn, const uint8_t *data, size_t len)
             int rc = pb_append(cn, data, len); /* still less than a header */
             return rc < 0 ? rc : (int)len;
         }
-        cn->pb_total = total;
+        cn->pb_total = (uint32_t)total;
     }
     size_t need = cn->pb_total - cn->pb_len;
     size_t take = need < len ? need : len;
@@ -454,7 +457,7 @@ static void settle(struct conn *cn)
     if (cn->pb_len && mqtt_scan(cn->pb, cn->pb_len, client_max_packet_in(cn->client)) != 0)
         cn->backlog = true; /* a whole packet, or an error to report, in order */
     if (cn->backlog && !cn->paused) {
-        dl_push(&cn->cs->rep, &cn->rep);
+        dl_push(&cn->cs->rep, &cn->work);
         schedule(cn->cs);
     }
     update_interest(cn);
@@ -498,7 +501,7 @@ static void feed(struct conn *cn, const uint8_t *data, size_t len)
 
 /* After input: the first packets move a connection from the connect
  * timeout to its keepalive; every packet moves the keepalive deadline. */
-static void after_input(struct conn *cn, uint64_t packets_before)
+static void after_input(struct conn *cn, uint32_t packets_before)
 {
     if (cn->closing || cn->packets == packets_before)
         return;
@@ -527,14 +530,14 @@ static void on_readable(struct conn *cn)
         return;
     }
     core_stats(cs->core)->bytes_received += (uint64_t)n;
-    uint64_t before = cn->packets;
+    uint32_t before = cn->packets;
     feed(cn, cs->rbuf, (size_t)n);
     after_input(cn, before);
     if (!cn->closing)
         update_interest(cn); /* a packet may have paused it */
     if (!cn->closing && cn->tp->pending(cn)) {
         cn->read_again = true;
-        dl_push(&cs->rep, &cn->rep);
+        dl_push(&cs->rep, &cn->work);
         schedule(cs);
     }
 }
@@ -544,7 +547,7 @@ static void reprocess(struct conn *cn)
 {
     if (cn->closing || cn->paused)
         return; /* maybe_resume lists it again */
-    uint64_t before = cn->packets;
+    uint32_t before = cn->packets;
     if (cn->backlog) {
         int budget = CONN_PACKETS_PER_EVENT;
         size_t used = run_packets(cn, cn->pb, cn->pb_len, &budget);
@@ -556,13 +559,13 @@ static void reprocess(struct conn *cn)
             pb_release(cn);
         } else if (used) {
             memmove(cn->pb, cn->pb + used, cn->pb_len - used);
-            cn->pb_len -= used;
+            cn->pb_len -= (uint32_t)used;
         }
         after_input(cn, before);
         settle(cn);
         /* The transport may still hold input (TLS): next turn. */
         if (cn->read_again && !cn->backlog && !cn->paused && !cn->closing) {
-            dl_push(&cn->cs->rep, &cn->rep);
+            dl_push(&cn->cs->rep, &cn->work);
             schedule(cn->cs);
         }
     } else if (cn->read_again) {
@@ -611,7 +614,7 @@ static void unpause(struct conn *cn, uint8_t reason)
         return;
     cn->paused &= (uint8_t)~reason;
     if (!cn->paused && (cn->backlog || cn->read_again) && !cn->closing) {
-        dl_push(&cn->cs->rep, &cn->rep);
+        dl_push(&cn->cs->rep, &cn->work);
         schedule(cn->cs);
     }
 }
@@ -628,7 +631,7 @@ static void after_flush(struct conn *cn, int r)
     if (cn->closing) {
         if (r == FLUSH_DONE || r == FLUSH_ERROR || !cn->lingering) {
             /* finished, failed, or not yet lingering: the close pass decides */
-            dl_push(&cs->cls, &cn->cls);
+            dl_push(&cs->cls, &cn->work);
             schedule(cs);
         }
         return;
@@ -682,8 +685,8 @@ static void close_conn(struct conn *cn, int err)
     cn->closing = true;
     cn->close_err = err;
     wheel_del(&cn->cs->wheel, &cn->tm);
-    dl_del(&cn->rep);
-    dl_push(&cn->cs->cls, &cn->cls);
+    dl_del(&cn->work);
+    dl_push(&cn->cs->cls, &cn->work);
     schedule(cn->cs);
     update_interest(cn);
 }
@@ -699,8 +702,7 @@ static void finalize(struct conn *cn)
     struct conn_set *cs = cn->cs;
     cn->dead = true;
     dl_del(&cn->pend);
-    dl_del(&cn->rep);
-    dl_del(&cn->cls);
+    dl_del(&cn->work);
     dl_del(&cn->thr);
     dl_del(&cn->all);
     loop_io_fini(&cn->io);
@@ -758,7 +760,7 @@ static void on_deadline(void *ctx, struct wheel_node *n)
         close_conn(cn, -ERR_KEEPALIVE_TIMEOUT);
         break;
     default: /* linger over: close with whatever is left unsent */
-        dl_push(&cs->cls, &cn->cls);
+        dl_push(&cs->cls, &cn->work);
         schedule(cs);
         break;
     }
@@ -818,7 +820,7 @@ static void handshake(struct conn *cn)
     update_interest(cn);
     if (cn->tp->pending(cn)) {
         cn->read_again = true;
-        dl_push(&cs->rep, &cn->rep);
+        dl_push(&cs->rep, &cn->work);
         schedule(cs);
     }
 }
@@ -858,7 +860,7 @@ static void on_defer(void *arg)
 
     dl_take(&cs->rep, &work);
     while ((n = dl_pop(&work))) {
-        reprocess(CONN_OF(n, rep));
+        reprocess(CONN_OF(n, work));
         if (over_budget(t0, CONN_INPUT_SLICE_US))
             break;
     }
@@ -880,7 +882,7 @@ static void on_defer(void *arg)
     t0 = platform_now_us();
     dl_take(&cs->cls, &work);
     while ((n = dl_pop(&work))) {
-        close_step(CONN_OF(n, cls));
+        close_step(CONN_OF(n, work));
         if (over_budget(t0, CONN_CLOSE_SLICE_US))
             break;
     }
