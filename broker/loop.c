@@ -14,6 +14,12 @@
  * guarantee: deferred work runs once per turn, before the loop sleeps, and
  * cannot be starved.
  *
+ * Sockets are watched by the platform poller (an epoll set of our own)
+ * rather than one libevent event each: libevent's struct event and per-fd
+ * map cost ~180 bytes a socket, our whole idle-connection budget is ~450.
+ * The poller's fd is one libevent event; its callback takes a batch of
+ * ready sockets without waiting and times each socket's callback alone.
+ *
  * Each callback is timed with the monotonic microsecond clock: two vDSO
  * clock_gettime calls, ~50 ns each on a Pi 4, against callbacks that cost
  * microseconds to milliseconds. */
