@@ -17,6 +17,7 @@
 #include "broker/topic_alias.h"
 #include "broker/topic_tree.h"
 #include "mqtt/packet.h"
+#include "platform/platform.h"
 
 enum client_state {
     CL_AWAIT_CONNECT = 0,
@@ -25,30 +26,43 @@ enum client_state {
     CL__STATES
 };
 
+/* Every connection has one, most of them idle, so it holds only what each
+ * needs: 120 bytes on 64-bit, a 128-byte malloc chunk (288 when the will,
+ * aliases, warning and ack state were inline). The rest is in struct
+ * client_extra; who the client is (its username) is kept by its session,
+ * which needs it while offline anyway. */
 struct client {
     struct core *core;
     void *conn;
     struct session *session; /* NULL until CONNECT, and after a takeover */
     struct outq out;
     struct mem_account acct;
+    const struct listener_config *lc;
+    struct client_extra *x; /* NULL until needed (client_extra) */
+    uint32_t max_packet_out; /* the client's Maximum Packet Size; 0 = none */
+    uint16_t keepalive;      /* seconds, as agreed */
+    uint16_t send_window;    /* min(its Receive Maximum, max_inflight_messages) */
     uint8_t state;
     uint8_t version;
+    uint8_t alias_out_max;   /* topic aliases we may send, MQTT 5 */
     bool disconnect_sent;
-    bool problem_info;  /* MQTT 5 Request Problem Information (default 1) */
-    bool throttle;      /* its last PUBLISH filled a subscriber's queue */
-    uint16_t keepalive; /* seconds, as agreed */
-    uint32_t session_expiry_at_connect;
-    uint32_t max_packet_out; /* the client's Maximum Packet Size; 0 = none */
-    uint32_t will_delay;     /* seconds, MQTT 5 */
+    bool problem_info;       /* MQTT 5 Request Problem Information (default 1) */
+    bool throttle;           /* its last PUBLISH filled a subscriber's queue */
+    bool session_ends;       /* expiry 0 at CONNECT: DISCONNECT may not revive it */
+    uint8_t peer_len;
+    char peer[]; /* "1.2.3.4:5678", in the same allocation */
+};
+
+/* The parts few connections need, allocated on first use and freed with
+ * the client: a will, MQTT 5 topic aliases, a client repeating mistakes,
+ * a transport identity (only until CONNECT), acks waiting for the store. */
+struct client_extra {
     struct message *will;
-    struct topic_alias_table alias_in, alias_out;
-    char *peer;
-    uint64_t warned_at_ms;    /* per-client warnings: at most one per 10 s */
+    uint32_t will_delay;       /* seconds, MQTT 5 */
     uint32_t warns_suppressed;
-    char suppressed_note[40];
-    const struct listener_config *lc;
-    char *identity; /* from the transport; the username when set */
-    char *username; /* as authenticated, for ACL checks; NULL = anonymous */
+    uint64_t warned_at_ms;     /* per-client warnings: at most one per 10 s */
+    char *identity;            /* from the transport; becomes the username */
+    struct topic_alias_table alias_in, alias_out;
     /* Persistence: acks (PUBACK, PUBREC, PUBCOMP) waiting for the store to
      * commit the records their packet caused, in the order they are due;
      * linked in core->ack_waiters while any wait. */
@@ -74,29 +88,67 @@ struct client *client_new(struct core *core, void *conn, const char *peer,
                           const struct listener_config *lc, uint64_t now_ms)
 {
     (void)now_ms;
-    struct client *c = mem_calloc(NULL, sizeof(*c));
+    if (!peer)
+        peer = "?";
+    size_t peer_len = strnlen(peer, PLATFORM_ADDR_MAX + 8);
+    struct client *c = mem_calloc(NULL, sizeof(*c) + peer_len + 1);
     if (!c)
         return NULL;
     c->core = core;
     c->conn = conn;
     c->lc = lc;
-    c->peer = mem_strndup(NULL, peer ? peer : "?", peer ? strlen(peer) : 1);
-    if (!c->peer) {
-        mem_free(NULL, c, sizeof(*c));
-        return NULL;
-    }
+    c->peer_len = (uint8_t)peer_len;
+    memcpy(c->peer, peer, peer_len); /* NUL from calloc */
     outq_init(&c->out, &c->acct);
     c->problem_info = true;
     return c;
 }
 
+/* The tables take their maxima from the version and CONNECT, so they are
+ * set up again there if the extra part came earlier (an identity).
+ * max_topic_alias is not reloaded on SIGHUP: what CONNACK announced holds. */
+static void aliases_init(struct client *c, struct client_extra *x)
+{
+    uint16_t in_max = c->version == MQTT_V5 ? c->core->cfg->max_topic_alias : 0;
+    topic_alias_init(&x->alias_in, in_max, &c->acct);
+    topic_alias_init(&x->alias_out, c->alias_out_max, &c->acct);
+}
+
+/* The extra part, allocated on first use; NULL when out of memory, which
+ * the caller turns into a failure of what needed it. */
+static struct client_extra *client_extra(struct client *c)
+{
+    if (!c->x) {
+        struct client_extra *x = mem_calloc(&c->acct, sizeof(*x));
+        if (!x)
+            return NULL;
+        aliases_init(c, x);
+        c->x = x;
+    }
+    return c->x;
+}
+
+static void extra_free(struct client *c)
+{
+    struct client_extra *x = c->x;
+    if (!x)
+        return;
+    message_unref(x->will);
+    topic_alias_clear(&x->alias_in);
+    topic_alias_clear(&x->alias_out);
+    mem_strfree(NULL, x->identity);
+    mem_free(&c->acct, x, sizeof(*x));
+    c->x = NULL;
+}
+
 int client_set_identity(struct client *c, const char *identity)
 {
-    char *copy = mem_strndup(NULL, identity, strlen(identity));
+    struct client_extra *x = client_extra(c);
+    char *copy = x ? mem_strndup(NULL, identity, strlen(identity)) : NULL;
     if (!copy)
         return -ERR_NOMEM;
-    mem_strfree(NULL, c->identity);
-    c->identity = copy;
+    mem_strfree(NULL, x->identity);
+    x->identity = copy;
     return 0;
 }
 
@@ -145,21 +197,24 @@ const char *client_name(const struct client *c)
 
 /* One client repeating a mistake (publishing too large, or where it may
  * not) must not fill the log: at most one such line per client per 10 s,
- * the next one saying how many were skipped (in c->suppressed_note). */
+ * the next one saying how many were skipped (in note). Out of memory for
+ * the bookkeeping, the line is skipped too. */
 #define CLIENT_WARN_INTERVAL_MS 10000u
 
-static bool warn_allowed(struct client *c, uint64_t now_ms)
+static bool warn_allowed(struct client *c, uint64_t now_ms, char *note, size_t cap)
 {
-    if (c->warned_at_ms && now_ms - c->warned_at_ms < CLIENT_WARN_INTERVAL_MS) {
-        c->warns_suppressed++;
+    struct client_extra *x = client_extra(c);
+    if (!x)
+        return false;
+    if (x->warned_at_ms && now_ms - x->warned_at_ms < CLIENT_WARN_INTERVAL_MS) {
+        x->warns_suppressed++;
         return false;
     }
-    c->suppressed_note[0] = '\0';
-    if (c->warns_suppressed)
-        snprintf(c->suppressed_note, sizeof(c->suppressed_note), " (%u similar lines skipped)",
-                 c->warns_suppressed);
-    c->warns_suppressed = 0;
-    c->warned_at_ms = now_ms ? now_ms : 1;
+    note[0] = '\0';
+    if (x->warns_suppressed)
+        snprintf(note, cap, " (%u similar lines skipped)", x->warns_suppressed);
+    x->warns_suppressed = 0;
+    x->warned_at_ms = now_ms ? now_ms : 1;
     return true;
 }
 
@@ -202,6 +257,58 @@ static int send_packet(struct client *c, const struct mqtt_packet *p)
     return 0;
 }
 
+/* ---- what the session sends through its client (core_priv.h) -------- */
+
+uint8_t client__version(const struct client *c)
+{
+    return c->version;
+}
+
+uint16_t client__send_window(const struct client *c)
+{
+    return c->send_window;
+}
+
+void client__close(struct client *c, int err)
+{
+    c->core->io.close(c->core->io.ctx, c->conn, err);
+}
+
+/* A PUBLISH to an MQTT 5 client that allows topic aliases: a topic sent
+ * before goes as its alias alone; a new one carries both, and the alias
+ * counts only once that packet is really queued. */
+static int send_aliased(struct client *c, struct mqtt_packet *p)
+{
+    /* Without memory for the table the topic goes in full: a sender may
+     * always leave the alias out. */
+    struct client_extra *x = client_extra(c);
+    if (!x)
+        return send_packet(c, p);
+    bool fresh = false;
+    struct mqtt_publish *pub = &p->u.publish;
+    uint16_t alias = topic_alias_for(&x->alias_out, pub->topic.ptr, (uint16_t)pub->topic.len,
+                                     &fresh);
+    if (alias) {
+        pub->props.present |= MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS);
+        pub->props.topic_alias = alias;
+        if (!fresh)
+            pub->topic.len = 0;
+    }
+    int rc = send_packet(c, p);
+    /* If remembering fails the table does not advance, and the next send
+     * of this topic maps the same alias again: still correct. */
+    if (rc == 0 && alias && fresh)
+        (void)topic_alias_set(&x->alias_out, alias, pub->topic);
+    return rc;
+}
+
+int client__send(struct client *c, struct mqtt_packet *p)
+{
+    if (p->type == MQTT_PUBLISH && c->alias_out_max)
+        return send_aliased(c, p);
+    return send_packet(c, p);
+}
+
 /* Adds the message of err as a Reason String where the client allows one:
  * always on CONNACK and DISCONNECT, on acks only when it asked for problem
  * information [MQTT-3.1.2-29]. */
@@ -239,27 +346,30 @@ static int send_ack_durable(struct client *c, uint8_t type, uint16_t packet_id, 
     if (!core->persist)
         return send_ack(c, type, packet_id, reason, err);
     uint64_t ticket = persist_ticket(core);
-    if (c->acks_n == c->acks_head && ticket <= persist_done(core))
+    struct client_extra *x = c->x;
+    if ((!x || x->acks_n == x->acks_head) && ticket <= persist_done(core))
         return send_ack(c, type, packet_id, reason, err);
-    if (c->acks_head && c->acks_n == c->acks_cap) {
-        memmove(c->acks, c->acks + c->acks_head, (c->acks_n - c->acks_head) * sizeof(*c->acks));
-        c->acks_n -= c->acks_head;
-        c->acks_head = 0;
+    if (!(x = client_extra(c)))
+        return -ERR_NOMEM;
+    if (x->acks_head && x->acks_n == x->acks_cap) {
+        memmove(x->acks, x->acks + x->acks_head, (x->acks_n - x->acks_head) * sizeof(*x->acks));
+        x->acks_n -= x->acks_head;
+        x->acks_head = 0;
     }
-    if (c->acks_n == c->acks_cap) {
-        uint32_t cap = c->acks_cap ? c->acks_cap * 2 : 8;
-        struct pending_ack *v = mem_realloc(&c->acct, c->acks, c->acks_cap * sizeof(*v),
+    if (x->acks_n == x->acks_cap) {
+        uint32_t cap = x->acks_cap ? x->acks_cap * 2 : 8;
+        struct pending_ack *v = mem_realloc(&c->acct, x->acks, x->acks_cap * sizeof(*v),
                                             cap * sizeof(*v));
         if (!v)
             return -ERR_NOMEM;
-        c->acks = v;
-        c->acks_cap = cap;
+        x->acks = v;
+        x->acks_cap = cap;
     }
-    c->acks[c->acks_n++] = (struct pending_ack){ticket, packet_id, type, reason, err};
-    if (!c->ack_prev && core->ack_waiters != c) {
-        c->ack_next = core->ack_waiters;
-        if (c->ack_next)
-            c->ack_next->ack_prev = c;
+    x->acks[x->acks_n++] = (struct pending_ack){ticket, packet_id, type, reason, err};
+    if (!x->ack_prev && core->ack_waiters != c) {
+        x->ack_next = core->ack_waiters;
+        if (x->ack_next)
+            x->ack_next->x->ack_prev = c;
         core->ack_waiters = c;
     }
     return 0;
@@ -268,37 +378,39 @@ static int send_ack_durable(struct client *c, uint8_t type, uint16_t packet_id, 
 static void ack_unlink(struct client *c)
 {
     struct core *core = c->core;
-    if (!c->ack_prev && core->ack_waiters != c)
+    struct client_extra *x = c->x;
+    if (!x || (!x->ack_prev && core->ack_waiters != c))
         return;
-    if (c->ack_prev)
-        c->ack_prev->ack_next = c->ack_next;
+    if (x->ack_prev)
+        x->ack_prev->x->ack_next = x->ack_next;
     else
-        core->ack_waiters = c->ack_next;
-    if (c->ack_next)
-        c->ack_next->ack_prev = c->ack_prev;
-    c->ack_prev = c->ack_next = NULL;
-    mem_free(&c->acct, c->acks, c->acks_cap * sizeof(*c->acks));
-    c->acks = NULL;
-    c->acks_head = c->acks_n = c->acks_cap = 0;
+        core->ack_waiters = x->ack_next;
+    if (x->ack_next)
+        x->ack_next->x->ack_prev = x->ack_prev;
+    x->ack_prev = x->ack_next = NULL;
+    mem_free(&c->acct, x->acks, x->acks_cap * sizeof(*x->acks));
+    x->acks = NULL;
+    x->acks_head = x->acks_n = x->acks_cap = 0;
 }
 
 void client__acks_flush(struct core *core, uint64_t done, uint64_t now_ms)
 {
     struct client *c = core->ack_waiters;
     while (c) {
-        struct client *next = c->ack_next;
-        while (c->acks_head < c->acks_n && c->acks[c->acks_head].ticket <= done) {
-            const struct pending_ack *a = &c->acks[c->acks_head++];
+        struct client_extra *x = c->x; /* every waiter has one */
+        struct client *next = x->ack_next;
+        while (x->acks_head < x->acks_n && x->acks[x->acks_head].ticket <= done) {
+            const struct pending_ack *a = &x->acks[x->acks_head++];
             /* A client on its way out gets no more acks. */
             if (c->state != CL_CONNECTED)
                 continue;
             int rc = send_ack(c, a->type, a->packet_id, a->reason, a->err);
             if (rc < 0) {
                 client_disconnect(c, rc, now_ms);
-                c->core->io.close(c->core->io.ctx, c->conn, rc);
+                client__close(c, rc);
             }
         }
-        if (c->acks_head == c->acks_n)
+        if (x->acks_head == x->acks_n)
             ack_unlink(c);
         c = next;
     }
@@ -321,8 +433,10 @@ static uint8_t connack_v3_code(int err)
 static int refuse_connect(struct client *c, int err)
 {
     /* A refused client never had a session: its will must not go out. */
-    message_unref(c->will);
-    c->will = NULL;
+    if (c->x) {
+        message_unref(c->x->will);
+        c->x->will = NULL;
+    }
     struct mqtt_packet p = {.type = MQTT_CONNACK};
     p.u.connack.reason = c->version == MQTT_V5 ? mqtt_err_reason(err) : connack_v3_code(err);
     add_reason_string(c, &p, err);
@@ -377,30 +491,35 @@ static int make_will(struct client *c, const struct mqtt_connect *cp, uint64_t n
         return -ERR_QOS_NOT_SUPPORTED; /* [MQTT-3.2.2-12] */
     if (cp->will_retain && !c->core->cfg->retain_available)
         return -ERR_RETAIN_NOT_SUPPORTED; /* [MQTT-3.2.2-13] */
+    struct client_extra *x = client_extra(c);
+    if (!x)
+        return -ERR_NOMEM;
     if (c->version == MQTT_V5) {
         wp = &cp->will_props;
         if (wp->present & MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY))
             expiry = now_ms + (uint64_t)wp->message_expiry * 1000;
         if (wp->present & MQTT_PROP_BIT(MQTT_PROP_WILL_DELAY))
-            c->will_delay = wp->will_delay;
+            x->will_delay = wp->will_delay;
     }
-    c->will = message_new(&cp->will_topic, &cp->will_payload, wp, cp->will_qos, cp->will_retain,
+    x->will = message_new(&cp->will_topic, &cp->will_payload, wp, cp->will_qos, cp->will_retain,
                           expiry, NULL);
-    return c->will ? 0 : -ERR_NOMEM;
+    return x->will ? 0 : -ERR_NOMEM;
 }
 
 /* Who the client is: the transport's identity (certificate or PSK) when it
  * has one, else CONNECT's user name and password, checked against the
- * listener's (or global) password file and allow_anonymous. */
-static int authenticate(struct client *c, const struct mqtt_connect *cp)
+ * listener's (or global) password file and allow_anonymous. *username gets
+ * a copy of who it is (NULL: anonymous), which the session will own. */
+static int authenticate(struct client *c, const struct mqtt_connect *cp, char **username)
 {
     const struct auth *a = core_auth_for(c->core, c->lc);
     const uint8_t *user = NULL, *pass = NULL;
     size_t ulen = 0, plen = 0;
-    bool verified = c->identity != NULL;
+    const char *identity = c->x ? c->x->identity : NULL;
+    bool verified = identity != NULL;
     if (verified) {
-        user = (const uint8_t *)c->identity;
-        ulen = strlen(c->identity);
+        user = (const uint8_t *)identity;
+        ulen = strlen(identity);
     } else if (cp->username_flag) {
         user = cp->username.ptr;
         ulen = cp->username.len;
@@ -415,16 +534,17 @@ static int authenticate(struct client *c, const struct mqtt_connect *cp)
             return rc;
     }
     if (user) {
-        c->username = mem_strndup(NULL, user, ulen);
-        if (!c->username)
+        *username = mem_strndup(NULL, user, ulen);
+        if (!*username)
             return -ERR_SERVER_BUSY;
     }
     return 0;
 }
 
-/* The ACL decides, where there is one (id: the client id being used). */
-static bool acl_allows(const struct client *c, struct mqtt_bytes id, const uint8_t *topic,
-                       size_t len, enum auth_access access)
+/* The ACL decides, where there is one. id and user: CONNECT's, for its
+ * will, before the session exists; after, the session's id is used. */
+static bool acl_allows(const struct client *c, struct mqtt_bytes id, const char *user,
+                       const uint8_t *topic, size_t len, enum auth_access access)
 {
     const struct auth *a = core_auth_for(c->core, c->lc);
     if (!a || !auth_has_acl(a))
@@ -438,7 +558,7 @@ static bool acl_allows(const struct client *c, struct mqtt_bytes id, const uint8
         idbuf[id.len] = '\0';
         cid = idbuf;
     }
-    return auth_acl_check(a, cid, c->username, topic, len, access) == 0;
+    return auth_acl_check(a, cid, user, topic, len, access) == 0;
 }
 
 /* Ends the other connection that holds this client id [MQTT-3.1.4-3]. */
@@ -470,6 +590,20 @@ static uint32_t session_expiry_for(const struct client *c, const struct mqtt_con
     return (uint32_t)exp;
 }
 
+/* Once authenticated, the transport identity has done its work (the
+ * session holds the username). Nothing else in the extra part is used
+ * before CONNECT but the will, so without one that part goes too. */
+static void drop_identity(struct client *c)
+{
+    struct client_extra *x = c->x;
+    if (!x || !x->identity)
+        return;
+    mem_strfree(NULL, x->identity);
+    x->identity = NULL;
+    if (!x->will)
+        extra_free(c);
+}
+
 static int on_connect(struct client *c, const struct mqtt_packet *p, uint64_t now_ms)
 {
     const struct mqtt_connect *cp = &p->u.connect;
@@ -488,12 +622,12 @@ static int on_connect(struct client *c, const struct mqtt_packet *p, uint64_t no
          * method is refused as the spec asks [MQTT-4.12.0-1]. */
         if (pp->present & MQTT_PROP_BIT(MQTT_PROP_AUTH_METHOD))
             return refuse_connect(c, -ERR_AUTH_METHOD);
-        uint16_t out_max = 0;
         if (pp->present & MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS_MAX))
-            out_max = pp->topic_alias_max < TOPIC_ALIAS_OUT_MAX ? pp->topic_alias_max
-                                                                 : TOPIC_ALIAS_OUT_MAX;
-        topic_alias_init(&c->alias_in, cfg->max_topic_alias, &c->acct);
-        topic_alias_init(&c->alias_out, out_max, &c->acct);
+            c->alias_out_max = (uint8_t)(pp->topic_alias_max < TOPIC_ALIAS_OUT_MAX
+                                             ? pp->topic_alias_max
+                                             : TOPIC_ALIAS_OUT_MAX);
+        if (c->x)
+            aliases_init(c, c->x);
     }
 
     char assigned[48];
@@ -523,26 +657,26 @@ static int on_connect(struct client *c, const struct mqtt_packet *p, uint64_t no
         server_keepalive = true;
     }
 
-    int rc = authenticate(c, cp);
-    if (rc < 0)
+    /* Who it is goes to the session, which keeps it for ACL checks (also
+     * while offline); the client asks its session. */
+    char *username = NULL;
+    int rc = authenticate(c, cp, &username);
+    if (rc >= 0)
+        rc = make_will(c, cp, now_ms);
+    if (rc < 0) {
+        mem_strfree(NULL, username);
         return refuse_connect(c, rc);
-
-    rc = make_will(c, cp, now_ms);
-    if (rc < 0)
-        return refuse_connect(c, rc);
-    if (c->will && !acl_allows(c, id, c->will->topic, c->will->topic_len, AUTH_WRITE)) {
+    }
+    struct message *will = c->x ? c->x->will : NULL;
+    if (will && !acl_allows(c, id, username, will->topic, will->topic_len, AUTH_WRITE)) {
         /* A will it may not publish is dropped, the connection accepted,
          * as mosquitto 2.0 does. */
         log_printf(LOG_T_NOTICE, "Will of %.*s on %s denied by the ACL: dropped.", (int)id.len,
-                   (const char *)id.ptr, (const char *)c->will->topic);
-        message_unref(c->will);
-        c->will = NULL;
+                   (const char *)id.ptr, (const char *)will->topic);
+        message_unref(will);
+        c->x->will = NULL;
     }
-
-    /* The session keeps who it belongs to, for ACL checks while offline. */
-    char *session_user = NULL;
-    if (c->username && !(session_user = mem_strndup(NULL, c->username, strlen(c->username))))
-        return refuse_connect(c, -ERR_SERVER_BUSY);
+    drop_identity(c);
 
     struct session *s = core__session_find(core, id.ptr, id.len);
     if (s && s->client)
@@ -556,21 +690,26 @@ static int on_connect(struct client *c, const struct mqtt_packet *p, uint64_t no
         s = session_new(core, id.ptr, id.len);
         if (!s || core__session_insert(core, s) < 0) {
             session_free(s);
-            mem_strfree(NULL, session_user);
+            mem_strfree(NULL, username);
             return refuse_connect(c, -ERR_SERVER_BUSY);
         }
     } else {
         core__session_online(core, s);
     }
     s->expiry_interval = session_expiry_for(c, cp);
-    c->session_expiry_at_connect = s->expiry_interval;
+    c->session_ends = s->expiry_interval == 0;
     s->client = c;
     s->lc = c->lc;
     mem_strfree(NULL, s->username);
-    s->username = session_user;
+    s->username = username;
     persist_session_online(s);
     c->session = s;
     c->keepalive = keepalive;
+    uint16_t window = cfg->max_inflight_messages ? cfg->max_inflight_messages : UINT16_MAX;
+    if (c->version == MQTT_V5 && (cp->props.present & MQTT_PROP_BIT(MQTT_PROP_RECEIVE_MAX)) &&
+        cp->props.receive_max < window)
+        window = cp->props.receive_max;
+    c->send_window = window ? window : UINT16_MAX;
     c->state = CL_CONNECTED;
 
     struct mqtt_packet ack = {.type = MQTT_CONNACK};
@@ -616,25 +755,12 @@ static int on_connect(struct client *c, const struct mqtt_packet *p, uint64_t no
     if (rc < 0)
         return rc;
 
-    struct session_link link = {.out = &c->out,
-                                .conn = c->conn,
-                                .version = c->version,
-                                .max_packet = c->max_packet_out,
-                                .problem_info = c->problem_info,
-                                .aliases = &c->alias_out};
-    uint16_t window = cfg->max_inflight_messages ? cfg->max_inflight_messages : UINT16_MAX;
-    if (c->version == MQTT_V5) {
-        if (cp->props.present & MQTT_PROP_BIT(MQTT_PROP_RECEIVE_MAX) &&
-            cp->props.receive_max < window)
-            window = cp->props.receive_max;
-    }
-    link.send_window = window;
     core->stats.clients_connected++;
     if (core->stats.clients_connected > core->stats.clients_maximum)
         core->stats.clients_maximum = core->stats.clients_connected;
     log_printf(LOG_T_NOTICE, "New client connected from %s as %s (p%u, c%d, k%u).", c->peer,
                s->client_id, (unsigned)c->version, cp->clean_start ? 1 : 0, (unsigned)keepalive);
-    session_attach(s, &link, session_present, now_ms);
+    session_attach(s, session_present, now_ms);
     return 0;
 }
 
@@ -649,9 +775,13 @@ static int resolve_topic(struct client *c, const struct mqtt_publish *pub,
     *topic = pub->topic;
     if (!(pub->props.present & MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS)))
         return pub->topic.len ? 0 : -ERR_PROTOCOL; /* an empty topic needs an alias */
-    if (pub->topic.len)
-        return topic_alias_set(&c->alias_in, pub->props.topic_alias, pub->topic);
-    return topic_alias_get(&c->alias_in, pub->props.topic_alias, topic);
+    if (pub->topic.len) {
+        struct client_extra *x = client_extra(c);
+        return x ? topic_alias_set(&x->alias_in, pub->props.topic_alias, pub->topic) : -ERR_NOMEM;
+    }
+    if (!c->x)
+        return -ERR_TOPIC_ALIAS_INVALID; /* none was ever set */
+    return topic_alias_get(&c->x->alias_in, pub->props.topic_alias, topic);
 }
 
 static int on_publish(struct client *c, const struct mqtt_packet *p, uint64_t now_ms)
@@ -681,7 +811,7 @@ static int on_publish(struct client *c, const struct mqtt_packet *p, uint64_t no
         return send_ack_durable(c, MQTT_PUBREC, pub->packet_id, 0, 0); /* a resend: once only */
 
     if (pub->qos == 2 && c->version == MQTT_V5 && cfg->max_inflight_messages &&
-        s->rx_qos2_count >= cfg->max_inflight_messages)
+        session_rx_qos2_count(s) >= cfg->max_inflight_messages)
         return -ERR_RECEIVE_MAX_EXCEEDED; /* [MQTT-3.3.4-8] */
 
     uint8_t reason = 0;
@@ -689,19 +819,21 @@ static int on_publish(struct client *c, const struct mqtt_packet *p, uint64_t no
     uint32_t limit = cfg->message_size_limit;
     /* $SYS belongs to the broker: no client writes there, ACL or not. */
     bool sys_topic = topic.len >= 4 && memcmp(topic.ptr, "$SYS", 4) == 0;
-    if (sys_topic || !acl_allows(c, (struct mqtt_bytes){0}, topic.ptr, topic.len, AUTH_WRITE)) {
+    char note[40];
+    if (sys_topic ||
+        !acl_allows(c, (struct mqtt_bytes){0}, s->username, topic.ptr, topic.len, AUTH_WRITE)) {
         /* Refused, but acknowledged so the client does not resend it
          * forever: 0x87 tells an MQTT 5 client; 3.1.1 cannot be told. */
-        if (warn_allowed(c, now_ms))
+        if (warn_allowed(c, now_ms, note, sizeof(note)))
             log_printf(LOG_T_NOTICE, "Denied PUBLISH from %s to %.*s%s.", s->client_id,
-                       (int)topic.len, (const char *)topic.ptr, c->suppressed_note);
+                       (int)topic.len, (const char *)topic.ptr, note);
         reason = 0x87;
         why = -ERR_NOT_AUTHORIZED;
     } else if (limit && pub->payload.len > limit) {
-        if (warn_allowed(c, now_ms))
+        if (warn_allowed(c, now_ms, note, sizeof(note)))
             log_printf(LOG_T_NOTICE, "Dropped too large PUBLISH from %s (%u bytes on %.*s)%s.",
                        s->client_id, pub->payload.len, (int)topic.len, (const char *)topic.ptr,
-                       c->suppressed_note);
+                       note);
         core->stats.messages_dropped++;
         reason = 0x95; /* as mosquitto answers */
         why = -ERR_PACKET_TOO_LARGE;
@@ -788,7 +920,8 @@ static int subscribe_one(struct client *c, struct mqtt_bytes filter, uint8_t opt
     int rc = mqtt_topic_filter_validate(f->ptr, f->len);
     if (rc < 0)
         return v5 ? mqtt_err_reason(rc) : 0x80;
-    if (!acl_allows(c, (struct mqtt_bytes){0}, f->ptr, f->len, AUTH_SUBSCRIBE))
+    if (!acl_allows(c, (struct mqtt_bytes){0}, c->session->username, f->ptr, f->len,
+                    AUTH_SUBSCRIBE))
         return v5 ? 0x87 : 0x80;
 
     /* The granted QoS is what the server supports at most [MQTT-3.2.2-9]. */
@@ -914,15 +1047,15 @@ static int on_disconnect(struct client *c, const struct mqtt_packet *p, uint64_t
     if (c->version == MQTT_V5 && (r->props.present & MQTT_PROP_BIT(MQTT_PROP_SESSION_EXPIRY))) {
         /* A session that was to end at disconnect cannot be revived here
          * [MQTT-3.14.2-2]. */
-        if (c->session_expiry_at_connect == 0 && r->props.session_expiry != 0)
+        if (c->session_ends && r->props.session_expiry != 0)
             return -ERR_PROTOCOL;
         c->session->expiry_interval = r->props.session_expiry;
     }
     /* 0x04 "disconnect with will message" keeps it; anything else is a
      * normal disconnect, which discards it [MQTT-3.1.2-10]. */
-    if (!(c->version == MQTT_V5 && r->reason == 0x04)) {
-        message_unref(c->will);
-        c->will = NULL;
+    if (!(c->version == MQTT_V5 && r->reason == 0x04) && c->x) {
+        message_unref(c->x->will);
+        c->x->will = NULL;
     }
     c->state = CL_CLOSING;
     c->disconnect_sent = true; /* the client is leaving: nothing to tell it */
@@ -1034,26 +1167,24 @@ void client_free(struct client *c, int err, uint64_t now_ms)
         router_handoff_shared(core, s, now_ms);
         /* A delayed will waits in the session, which publishes it when the
          * delay or the session ends, whichever comes first; a reconnect
-         * cancels it [MQTT-3.1.3-9]. */
-        if (c->will && c->will_delay && s->expiry_interval) {
-            s->will = c->will;
-            s->will_at_ms = now_ms + (uint64_t)c->will_delay * 1000;
-            c->will = NULL;
+         * cancels it [MQTT-3.1.3-9]. Without memory to keep it there it
+         * goes out now, below, rather than never. */
+        struct client_extra *x = c->x;
+        struct session_extra *sx;
+        if (x && x->will && x->will_delay && s->expiry_interval && (sx = session__extra(s))) {
+            sx->will = x->will;
+            sx->will_at_ms = now_ms + (uint64_t)x->will_delay * 1000;
+            x->will = NULL;
         }
         core__session_offline(core, s, now_ms);
     }
-    if (c->will) {
+    if (c->x && c->x->will) {
         /* The will is published unless a normal DISCONNECT removed it
          * [MQTT-3.1.2-8]. */
-        router_publish(core, c->will, now_ms);
-        message_unref(c->will);
+        router_publish(core, c->x->will, now_ms);
     }
     ack_unlink(c); /* acks still waiting for a commit are dropped */
-    topic_alias_clear(&c->alias_in);
-    topic_alias_clear(&c->alias_out);
-    mem_strfree(NULL, c->identity);
-    mem_strfree(NULL, c->username);
+    extra_free(c);
     outq_clear(&c->out);
-    mem_strfree(NULL, c->peer);
-    mem_free(NULL, c, sizeof(*c));
+    mem_free(NULL, c, sizeof(*c) + c->peer_len + 1);
 }

@@ -100,8 +100,8 @@ static uint64_t deadline(const struct session *s)
     uint64_t d = UINT64_MAX;
     if (s->expire_at_ms)
         d = s->expire_at_ms;
-    if (s->will && s->will_at_ms < d)
-        d = s->will_at_ms;
+    if (s->x && s->x->will && s->x->will_at_ms < d)
+        d = s->x->will_at_ms;
     return d;
 }
 
@@ -184,9 +184,9 @@ static int heap_update(struct core *core, struct session *s)
 
 static void publish_will(struct core *core, struct session *s, uint64_t now_ms)
 {
-    struct message *will = s->will;
+    struct message *will = s->x->will;
     persist_will_clear(s);
-    s->will = NULL;
+    s->x->will = NULL;
     router_publish(core, will, now_ms);
     message_unref(will);
 }
@@ -199,7 +199,7 @@ void core__session_destroy(struct core *core, struct session *s, uint64_t now_ms
     if (strmap_get(&core->sessions, s->client_id, s->id_len) == s)
         strmap_del(&core->sessions, s->client_id, s->id_len);
     persist_session_destroy(s);
-    if (s->will)
+    if (s->x && s->x->will)
         publish_will(core, s, now_ms);
     session_free(s);
 }
@@ -227,9 +227,11 @@ void core__session_offline(struct core *core, struct session *s, uint64_t now_ms
  * cancelled [MQTT-3.1.3-9]. */
 void core__session_online(struct core *core, struct session *s)
 {
-    persist_will_clear(s);
-    message_unref(s->will);
-    s->will = NULL;
+    if (s->x) {
+        persist_will_clear(s);
+        message_unref(s->x->will);
+        s->x->will = NULL;
+    }
     s->expire_at_ms = 0;
     heap_remove(core, s);
 }

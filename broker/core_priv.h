@@ -11,9 +11,11 @@
 #include "broker/strmap.h"
 
 struct auth;
+struct client;
 struct config;
 struct listener_config;
 struct message;
+struct mqtt_packet;
 struct persist;
 struct retain_store;
 struct topic_tree;
@@ -47,7 +49,6 @@ struct core {
     struct session **heap; /* offline sessions by next deadline */
     uint32_t heap_n, heap_cap;
     struct core_stats stats;
-    uint64_t route_gen;
     struct route_target *targets;
     uint32_t ntargets, targets_cap;
     struct sys_state sys;
@@ -96,5 +97,17 @@ int core__session_refile(struct core *core, struct session *s);
 /* Persistence: sends every deferred ack whose commit ticket is <= done
  * (client.c). */
 void client__acks_flush(struct core *core, uint64_t done, uint64_t now_ms);
+
+/* An online session reaches its connection through its client (client.c),
+ * which alone knows the protocol version, the client's Maximum Packet Size
+ * and its topic aliases, so the session keeps no copy of them. send encodes
+ * p into the out-queue (a PUBLISH may get a topic alias, so p may change):
+ * 0, -ERR_PACKET_TOO_LARGE [MQTT-3.1.2-24] or -ERR_NOMEM. close asks the
+ * glue to close the connection from its deferred pass. */
+int client__send(struct client *c, struct mqtt_packet *p);
+uint8_t client__version(const struct client *c);
+/* min(the client's Receive Maximum, max_inflight_messages) */
+uint16_t client__send_window(const struct client *c);
+void client__close(struct client *c, int err);
 
 #endif

@@ -147,7 +147,7 @@ static void sub_put(struct persist *p, struct session *s, const struct subscript
 
 static void dlv_put(struct persist *p, struct session *s, struct delivery *d)
 {
-    d->seq = ++s->dlv_seq;
+    d->seq = ++s->x->dlv_seq; /* a delivery lives in s->x */
     uint64_t id = msg_store(p, d->msg);
     uint8_t ids[SESSION_MAX_SUB_IDS * 4];
     for (uint8_t k = 0; k < d->spec.n_sub_ids; k++) {
@@ -171,16 +171,17 @@ static void dlv_put(struct persist *p, struct session *s, struct delivery *d)
 
 static void will_put(struct persist *p, struct session *s)
 {
-    if (!s->will || s->will_stored)
+    struct session_extra *x = s->x;
+    if (!x || !x->will || x->will_stored)
         return;
-    uint64_t id = msg_store(p, s->will);
+    uint64_t id = msg_store(p, x->will);
     struct store_rec *r = rec_id(STORE_WILL_PUT, s, NULL, 0);
     if (r) {
         r->i[0] = (int64_t)id;
-        r->i[1] = to_wall(p, s->will_at_ms);
+        r->i[1] = to_wall(p, x->will_at_ms);
     }
     submit(p, r);
-    s->will_stored = true;
+    x->will_stored = true;
 }
 
 /* Everything the session holds goes to the store (it just became
@@ -191,32 +192,37 @@ static void session_store_all(struct persist *p, struct session *s)
     session_put(p, s, 0);
     for (uint32_t i = 0; i < s->nsubs; i++)
         sub_put(p, s, s->subs[i]);
-    for (struct delivery *d = s->inflight_head; d; d = d->next)
+    struct session_extra *x = s->x;
+    if (!x)
+        return;
+    for (struct delivery *d = x->inflight_head; d; d = d->next)
         if (d->spec.qos)
             dlv_put(p, s, d);
-    for (struct delivery *d = s->queue_head; d; d = d->next)
+    for (struct delivery *d = x->queue_head; d; d = d->next)
         dlv_put(p, s, d);
-    for (uint32_t i = 0; i < s->rx_qos2_count; i++)
-        persist_rxq(s, s->rx_qos2[i], true);
+    for (uint32_t i = 0; i < x->rx_qos2_count; i++)
+        persist_rxq(s, x->rx_qos2[i], true);
 }
 
 /* The session leaves the store (destroyed, or now clean): its rows go in
  * one SESSION_DEL; the messages they referenced lose a reference each. */
 static void session_unstore(struct persist *p, struct session *s)
 {
-    for (struct delivery *d = s->inflight_head; d; d = d->next) {
+    struct session_extra *x = s->x;
+    for (struct delivery *d = x ? x->inflight_head : NULL; d; d = d->next) {
         if (d->seq)
             msg_unstore(p, d->msg);
         d->seq = 0;
     }
-    for (struct delivery *d = s->queue_head; d; d = d->next) {
+    for (struct delivery *d = x ? x->queue_head : NULL; d; d = d->next) {
         if (d->seq)
             msg_unstore(p, d->msg);
         d->seq = 0;
     }
-    if (s->will_stored)
-        msg_unstore(p, s->will);
-    s->will_stored = false;
+    if (x && x->will_stored) {
+        msg_unstore(p, x->will);
+        x->will_stored = false;
+    }
     submit(p, rec_id(STORE_SESSION_DEL, s, NULL, 0));
     s->persist = false;
 }
@@ -256,11 +262,11 @@ void persist_session_destroy(struct session *s)
 void persist_will_clear(struct session *s)
 {
     struct persist *p = on(s);
-    if (!p || !s->will_stored)
+    if (!p || !s->x || !s->x->will_stored)
         return;
-    s->will_stored = false;
+    s->x->will_stored = false;
     submit(p, rec_id(STORE_WILL_DEL, s, NULL, 0));
-    msg_unstore(p, s->will);
+    msg_unstore(p, s->x->will);
 }
 
 void persist_sub_put(struct session *s, const struct subscription *sub)
@@ -533,14 +539,15 @@ static int load_delivery(struct load *ld, const struct store_row *row)
         drop_row(ld, STORE_DLV_DEL, row);
         return 0;
     }
-    struct delivery *d = mem_calloc(&s->acct, sizeof(*d));
+    struct session_extra *x = session__extra(s);
+    struct delivery *d = x ? mem_calloc(&x->acct, sizeof(*d)) : NULL;
     if (!d)
         return -ERR_NOMEM;
     d->msg = message_ref(m);
     m->store_refs++;
     d->seq = (uint64_t)row->i[0];
-    if (d->seq > s->dlv_seq)
-        s->dlv_seq = d->seq;
+    if (d->seq > x->dlv_seq)
+        x->dlv_seq = d->seq;
     d->spec.qos = (uint8_t)row->i[2];
     d->state = (uint8_t)row->i[3];
     d->packet_id = (uint16_t)row->i[4];
@@ -572,15 +579,18 @@ static int load_will(struct load *ld, const struct store_row *row)
 {
     struct session *s = find_session(ld, row);
     struct message *m = find_msg(ld, row->i[0]);
-    if (!s || !m || s->will) {
+    if (!s || !m || (s->x && s->x->will)) {
         drop_row(ld, STORE_WILL_DEL, row);
         return 0;
     }
+    struct session_extra *x = session__extra(s);
+    if (!x)
+        return -ERR_NOMEM;
     bool past;
     uint64_t at = to_mono(ld, row->i[1], &past);
-    s->will = message_ref(m);
-    s->will_at_ms = at ? at : ld->now_ms; /* its time came while we were down: now */
-    s->will_stored = true;
+    x->will = message_ref(m);
+    x->will_at_ms = at ? at : ld->now_ms; /* its time came while we were down: now */
+    x->will_stored = true;
     m->store_refs++;
     ld->p->counts.wills++;
     return core__session_refile(ld->core, s);

@@ -48,7 +48,7 @@ uint64_t persist_done(const struct core *core);
 void persist_session_online(struct session *s);  /* after CONNECT settled its expiry */
 void persist_session_offline(struct session *s, uint64_t now_ms);
 void persist_session_destroy(struct session *s); /* before session_free */
-void persist_will_clear(struct session *s);      /* before s->will is dropped or published */
+void persist_will_clear(struct session *s);      /* before s->x->will is dropped or published */
 void persist_sub_put(struct session *s, const struct subscription *sub);
 void persist_sub_del(struct session *s, const struct subscription *sub);
 void persist_dlv_put(struct session *s, struct delivery *d);    /* new, queued or in flight */

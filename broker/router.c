@@ -29,9 +29,12 @@ static bool member_online(void *ctx, const struct subscription *sub)
     return ((const struct session *)sub->owner)->online;
 }
 
+/* A session already reached by this publish holds a slot below ntargets
+ * that names it; any other value of route_slot is stale, so no
+ * per-publish generation needs resetting. */
 static struct route_target *target_for(struct core *core, struct session *s)
 {
-    if (s->route_gen == core->route_gen)
+    if (s->route_slot < core->ntargets && core->targets[s->route_slot].session == s)
         return &core->targets[s->route_slot];
     if (core->ntargets == core->targets_cap) {
         uint32_t cap = core->targets_cap ? core->targets_cap * 2 : 64;
@@ -45,7 +48,6 @@ static struct route_target *target_for(struct core *core, struct session *s)
     struct route_target *t = &core->targets[core->ntargets];
     memset(t, 0, sizeof(*t));
     t->session = s;
-    s->route_gen = core->route_gen;
     s->route_slot = core->ntargets++;
     return t;
 }
@@ -88,7 +90,6 @@ uint32_t router_publish(struct core *core, struct message *msg, uint64_t now_ms)
             persist_retained(core, msg, old);
         message_unref(old);
     }
-    core->route_gen++;
     core->ntargets = 0;
     struct route_ctx rc = {core, msg};
     topic_tree_match(core->subs, msg->topic, msg->topic_len, on_match, member_online, &rc);

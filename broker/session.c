@@ -2,12 +2,12 @@
 
 #include <string.h>
 
+#include "broker/client.h"
 #include "broker/config.h"
 #include "broker/core_priv.h"
 #include "broker/message.h"
 #include "broker/outq.h"
 #include "broker/persist.h"
-#include "broker/topic_alias.h"
 #include "broker/topic_tree.h"
 #include "mqtt/packet.h"
 
@@ -15,25 +15,33 @@ struct session *session_new(struct core *core, const uint8_t *client_id, size_t 
 {
     if (len > UINT16_MAX)
         return NULL;
-    struct session *s = mem_calloc(NULL, sizeof(*s));
+    struct session *s = mem_calloc(NULL, sizeof(*s) + len + 1);
     if (!s)
         return NULL;
-    s->client_id = mem_strndup(NULL, client_id, len);
-    if (!s->client_id) {
-        mem_free(NULL, s, sizeof(*s));
-        return NULL;
-    }
+    memcpy(s->client_id, client_id, len); /* NUL from calloc */
     s->core = core;
     s->id_len = (uint16_t)len;
-    s->next_packet_id = 1;
     return s;
+}
+
+struct session_extra *session__extra(struct session *s)
+{
+    if (!s->x) {
+        /* The broker's, not its own account: that lives inside it. */
+        struct session_extra *x = mem_calloc(NULL, sizeof(*x));
+        if (!x)
+            return NULL;
+        x->next_packet_id = 1;
+        s->x = x;
+    }
+    return s->x;
 }
 
 static void delivery_free(struct session *s, struct delivery *d)
 {
     persist_dlv_gone(s, d);
     message_unref(d->msg);
-    mem_free(&s->acct, d, sizeof(*d));
+    mem_free(&s->x->acct, d, sizeof(*d));
 }
 
 static void free_list(struct session *s, struct delivery *d)
@@ -48,9 +56,9 @@ static void free_list(struct session *s, struct delivery *d)
 /* The session's queue is back under its limit (or it went offline). */
 static void congestion_end(struct session *s)
 {
-    if (!s->congested_since_ms)
+    if (!s->x || !s->x->congested_since_ms)
         return;
-    s->congested_since_ms = 0;
+    s->x->congested_since_ms = 0;
     core__congestion_remove(s->core);
 }
 
@@ -62,19 +70,22 @@ void session_free(struct session *s)
     for (uint32_t i = 0; i < s->nsubs; i++)
         topic_tree_remove(s->core->subs, s->subs[i]);
     mem_free(NULL, s->subs, s->subs_cap * sizeof(*s->subs));
-    free_list(s, s->inflight_head);
-    free_list(s, s->queue_head);
-    mem_free(&s->acct, s->rx_qos2, s->rx_qos2_cap * sizeof(*s->rx_qos2));
-    message_unref(s->will);
+    struct session_extra *x = s->x;
+    if (x) {
+        free_list(s, x->inflight_head);
+        free_list(s, x->queue_head);
+        mem_free(&x->acct, x->rx_qos2, x->rx_qos2_cap * sizeof(*x->rx_qos2));
+        message_unref(x->will);
+        mem_free(NULL, x, sizeof(*x));
+    }
     mem_strfree(NULL, s->username);
-    mem_free(NULL, s->client_id, (size_t)s->id_len + 1);
-    mem_free(NULL, s, sizeof(*s));
+    mem_free(NULL, s, sizeof(*s) + (size_t)s->id_len + 1);
 }
 
 /* ---- sending ---------------------------------------------------------- */
 
-static void fill_publish(const struct session *s, const struct delivery *d, bool dup,
-                         uint64_t now_ms, struct mqtt_packet *p)
+static void fill_publish(bool v5, const struct delivery *d, bool dup, uint64_t now_ms,
+                         struct mqtt_packet *p)
 {
     memset(p, 0, sizeof(*p));
     p->type = MQTT_PUBLISH;
@@ -86,7 +97,7 @@ static void fill_publish(const struct session *s, const struct delivery *d, bool
     pub->packet_id = d->packet_id;
     pub->topic = (struct mqtt_bytes){m->topic, m->topic_len};
     pub->payload = (struct mqtt_bytes){m->payload, m->payload_len};
-    if (s->link.version == MQTT_V5) {
+    if (v5) {
         if (m->expiry_ms) {
             /* What is left of it, not what was published [MQTT-3.3.2-6]. */
             pub->props.present |= MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY);
@@ -102,49 +113,21 @@ static void fill_publish(const struct session *s, const struct delivery *d, bool
     }
 }
 
-/* Encodes p into the linked out-queue. -ERR_PACKET_TOO_LARGE when the client
- * said it cannot take it [MQTT-3.1.2-24]. */
-static int send_packet(struct session *s, const struct mqtt_packet *p)
+/* Encodes p into the client's out-queue. -ERR_PACKET_TOO_LARGE when the
+ * client said it cannot take it [MQTT-3.1.2-24]. */
+static int send_packet(struct session *s, struct mqtt_packet *p)
 {
-    int size = mqtt_encode(p, s->link.version, NULL, 0);
-    if (size < 0)
-        return size;
-    if (s->link.max_packet && (uint32_t)size > s->link.max_packet)
-        return -ERR_PACKET_TOO_LARGE;
-    uint8_t *buf = outq_reserve(s->link.out, (size_t)size);
-    if (!buf)
-        return -ERR_NOMEM;
-    mqtt_encode(p, s->link.version, buf, (size_t)size);
-    if (p->type == MQTT_PUBLISH)
+    int rc = client__send(s->client, p);
+    if (rc == 0 && p->type == MQTT_PUBLISH)
         s->core->stats.messages_sent++;
-    s->core->io.wants_write(s->core->io.ctx, s->link.conn);
-    return 0;
+    return rc;
 }
 
 static int send_delivery(struct session *s, struct delivery *d, bool dup, uint64_t now_ms)
 {
     struct mqtt_packet p;
-    fill_publish(s, d, dup, now_ms, &p);
-    struct topic_alias_table *aliases = s->link.aliases;
-    if (!aliases || !aliases->max)
-        return send_packet(s, &p);
-    /* A topic sent before goes as its alias alone; a new one carries both,
-     * and the alias counts only once that packet is really queued. */
-    bool fresh = false;
-    struct mqtt_publish *pub = &p.u.publish;
-    uint16_t alias = topic_alias_for(aliases, pub->topic.ptr, (uint16_t)pub->topic.len, &fresh);
-    if (alias) {
-        pub->props.present |= MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS);
-        pub->props.topic_alias = alias;
-        if (!fresh)
-            pub->topic.len = 0;
-    }
-    int rc = send_packet(s, &p);
-    /* If remembering fails the table does not advance, and the next send
-     * of this topic maps the same alias again: still correct. */
-    if (rc == 0 && alias && fresh)
-        (void)topic_alias_set(aliases, alias, pub->topic);
-    return rc;
+    fill_publish(client__version(s->client) == MQTT_V5, d, dup, now_ms, &p);
+    return send_packet(s, &p);
 }
 
 static int send_pubrel(struct session *s, uint16_t packet_id, uint8_t reason)
@@ -155,59 +138,59 @@ static int send_pubrel(struct session *s, uint16_t packet_id, uint8_t reason)
     return send_packet(s, &p);
 }
 
-static bool packet_id_in_use(const struct session *s, uint16_t id)
+static bool packet_id_in_use(const struct session_extra *x, uint16_t id)
 {
-    for (const struct delivery *d = s->inflight_head; d; d = d->next)
+    for (const struct delivery *d = x->inflight_head; d; d = d->next)
         if (d->packet_id == id)
             return true;
     return false;
 }
 
-static uint16_t next_packet_id(struct session *s)
+static uint16_t next_packet_id(struct session_extra *x)
 {
     /* The window is at most 65,535, so a free id always exists. */
     for (;;) {
-        uint16_t id = s->next_packet_id++;
-        if (s->next_packet_id == 0)
-            s->next_packet_id = 1;
-        if (id && !packet_id_in_use(s, id))
+        uint16_t id = x->next_packet_id++;
+        if (x->next_packet_id == 0)
+            x->next_packet_id = 1;
+        if (id && !packet_id_in_use(x, id))
             return id;
     }
 }
 
-static void inflight_push(struct session *s, struct delivery *d)
+static void inflight_push(struct session_extra *x, struct delivery *d)
 {
     d->next = NULL;
-    if (s->inflight_tail)
-        s->inflight_tail->next = d;
+    if (x->inflight_tail)
+        x->inflight_tail->next = d;
     else
-        s->inflight_head = d;
-    s->inflight_tail = d;
-    s->inflight_count++;
+        x->inflight_head = d;
+    x->inflight_tail = d;
+    x->inflight_count++;
 }
 
-static void queue_push(struct session *s, struct delivery *d)
+static void queue_push(struct session_extra *x, struct delivery *d)
 {
     d->next = NULL;
-    if (s->queue_tail)
-        s->queue_tail->next = d;
+    if (x->queue_tail)
+        x->queue_tail->next = d;
     else
-        s->queue_head = d;
-    s->queue_tail = d;
-    s->queued_count++;
-    s->queued_bytes += message_size(d->msg);
+        x->queue_head = d;
+    x->queue_tail = d;
+    x->queued_count++;
+    x->queued_bytes += message_size(d->msg);
 }
 
-static struct delivery *queue_pop(struct session *s)
+static struct delivery *queue_pop(struct session_extra *x)
 {
-    struct delivery *d = s->queue_head;
+    struct delivery *d = x->queue_head;
     if (!d)
         return NULL;
-    s->queue_head = d->next;
-    if (!s->queue_head)
-        s->queue_tail = NULL;
-    s->queued_count--;
-    s->queued_bytes -= message_size(d->msg);
+    x->queue_head = d->next;
+    if (!x->queue_head)
+        x->queue_tail = NULL;
+    x->queued_count--;
+    x->queued_bytes -= message_size(d->msg);
     d->next = NULL;
     return d;
 }
@@ -221,20 +204,27 @@ static void count_drop(struct session *s)
  * messages for it are dropped (QoS 1/2 ones are bounded by the in-flight
  * window and wait in the session queue instead), and if it stays over the
  * limit for SESSION_SLOW_CLOSE_MS it is disconnected with 0x97, so a dead
- * reader cannot pin memory forever. The close goes through the glue's
- * deferred pass, never from inside this call stack. */
+ * reader cannot pin memory forever (without memory to time it, at once).
+ * The close goes through the glue's deferred pass, never from inside this
+ * call stack. */
 static bool slow_consumer(struct session *s, uint64_t now_ms)
 {
-    if (s->link.out->bytes < SESSION_OUT_SOFT_LIMIT) {
-        s->slow_since_ms = 0;
+    if (client_outq(s->client)->bytes < SESSION_OUT_SOFT_LIMIT) {
+        if (s->x)
+            s->x->slow_since_ms = 0;
         return false;
     }
-    if (!s->slow_since_ms) {
-        s->slow_since_ms = now_ms;
+    struct session_extra *x = session__extra(s);
+    if (!x) {
+        client__close(s->client, -ERR_NOMEM);
+        return true;
+    }
+    if (!x->slow_since_ms) {
+        x->slow_since_ms = now_ms;
         s->core->stats.slow_consumers++;
-    } else if (now_ms - s->slow_since_ms >= SESSION_SLOW_CLOSE_MS && !s->slow_closing) {
-        s->slow_closing = true;
-        s->core->io.close(s->core->io.ctx, s->link.conn, -ERR_QUOTA_EXCEEDED);
+    } else if (now_ms - x->slow_since_ms >= SESSION_SLOW_CLOSE_MS && !x->slow_closing) {
+        x->slow_closing = true;
+        client__close(s->client, -ERR_QUOTA_EXCEEDED);
     }
     return true;
 }
@@ -243,14 +233,15 @@ static bool slow_consumer(struct session *s, uint64_t now_ms)
  * Frees d if it cannot be sent at all. */
 static void start_inflight(struct session *s, struct delivery *d, uint64_t now_ms)
 {
-    d->packet_id = next_packet_id(s);
+    struct session_extra *x = s->x;
+    d->packet_id = next_packet_id(x);
     d->state = d->spec.qos == 1 ? DLV_WAIT_PUBACK : DLV_WAIT_PUBREC;
     if (send_delivery(s, d, false, now_ms) < 0) {
         count_drop(s);
         delivery_free(s, d);
         return;
     }
-    inflight_push(s, d);
+    inflight_push(x, d);
     if (d->seq)
         persist_dlv_update(s, d);
     else
@@ -260,8 +251,12 @@ static void start_inflight(struct session *s, struct delivery *d, uint64_t now_m
 /* Fills the send window from the queue, skipping expired messages. */
 static void pump(struct session *s, uint64_t now_ms)
 {
-    while (s->online && s->queue_head && s->inflight_count < s->link.send_window) {
-        struct delivery *d = queue_pop(s);
+    struct session_extra *x = s->x;
+    if (!x)
+        return; /* nothing queued, nothing congested */
+    uint16_t window = s->online ? client__send_window(s->client) : 0;
+    while (x->queue_head && x->inflight_count < window) {
+        struct delivery *d = queue_pop(x);
         if (message_expired(d->msg, now_ms)) {
             count_drop(s);
             delivery_free(s, d);
@@ -270,24 +265,20 @@ static void pump(struct session *s, uint64_t now_ms)
         start_inflight(s, d, now_ms);
     }
     /* Drained to half the limit: the throttled publishers may go on. */
-    if (s->congested_since_ms) {
+    if (x->congested_since_ms) {
         const struct config *cfg = s->core->cfg;
-        bool low = (!cfg->max_queued_messages || s->queued_count <= cfg->max_queued_messages / 2) &&
-                   (!cfg->max_queued_bytes || s->queued_bytes <= cfg->max_queued_bytes / 2);
+        bool low = (!cfg->max_queued_messages || x->queued_count <= cfg->max_queued_messages / 2) &&
+                   (!cfg->max_queued_bytes || x->queued_bytes <= cfg->max_queued_bytes / 2);
         if (low)
             congestion_end(s);
     }
 }
 
-void session_attach(struct session *s, const struct session_link *link, bool resend,
-                    uint64_t now_ms)
+void session_attach(struct session *s, bool resend, uint64_t now_ms)
 {
-    s->link = *link;
-    if (!s->link.send_window)
-        s->link.send_window = UINT16_MAX;
     s->online = true;
-    if (resend) {
-        for (struct delivery *d = s->inflight_head; d; d = d->next) {
+    if (resend && s->x) {
+        for (struct delivery *d = s->x->inflight_head; d; d = d->next) {
             if (d->state == DLV_WAIT_PUBCOMP)
                 send_pubrel(s, d->packet_id, 0);
             else
@@ -301,9 +292,10 @@ void session_detach(struct session *s)
 {
     congestion_end(s);
     s->online = false;
-    s->slow_since_ms = 0;
-    s->slow_closing = false;
-    memset(&s->link, 0, sizeof(s->link));
+    if (s->x) {
+        s->x->slow_since_ms = 0;
+        s->x->slow_closing = false;
+    }
 }
 
 /* ---- delivering ------------------------------------------------------- */
@@ -313,10 +305,11 @@ void session_detach(struct session *s)
 static bool queue_over(const struct session *s, uint32_t msg_size, uint32_t slack)
 {
     const struct config *cfg = s->core->cfg;
-    if (cfg->max_queued_messages && s->queued_count >= cfg->max_queued_messages + slack)
+    const struct session_extra *x = s->x;
+    if (cfg->max_queued_messages && x->queued_count >= cfg->max_queued_messages + slack)
         return true;
     uint64_t byte_slack = slack ? cfg->max_queued_bytes : 0;
-    if (cfg->max_queued_bytes && s->queued_bytes + msg_size > cfg->max_queued_bytes + byte_slack)
+    if (cfg->max_queued_bytes && x->queued_bytes + msg_size > cfg->max_queued_bytes + byte_slack)
         return true;
     return false;
 }
@@ -336,12 +329,13 @@ static bool congestion_admit(struct session *s, const struct message *msg, uint6
     if (!s->online || queue_over(s, message_size(msg), SESSION_QUEUE_SLACK))
         return false;
     struct core *core = s->core;
-    if (!s->congested_since_ms) {
-        s->congested_since_ms = now_ms ? now_ms : 1;
+    struct session_extra *x = s->x;
+    if (!x->congested_since_ms) {
+        x->congested_since_ms = now_ms ? now_ms : 1;
         core__congestion_add(core);
-    } else if (now_ms - s->congested_since_ms >= SESSION_SLOW_CLOSE_MS && !s->slow_closing) {
-        s->slow_closing = true;
-        core->io.close(core->io.ctx, s->link.conn, -ERR_QUOTA_EXCEEDED);
+    } else if (now_ms - x->congested_since_ms >= SESSION_SLOW_CLOSE_MS && !x->slow_closing) {
+        x->slow_closing = true;
+        client__close(s->client, -ERR_QUOTA_EXCEEDED);
     }
     core->congestion_hit = true;
     return true;
@@ -369,12 +363,18 @@ int session_deliver(struct session *s, struct message *msg, const struct deliver
             count_drop(s);
         return rc;
     }
-    bool window_open = s->online && !s->queue_head && s->inflight_count < s->link.send_window;
+    struct session_extra *x = session__extra(s);
+    if (!x) {
+        count_drop(s);
+        return -ERR_NOMEM;
+    }
+    bool window_open =
+        s->online && !x->queue_head && x->inflight_count < client__send_window(s->client);
     if (!window_open && !congestion_admit(s, msg, now_ms)) {
         count_drop(s);
         return -ERR_QUOTA_EXCEEDED;
     }
-    struct delivery *d = mem_calloc(&s->acct, sizeof(*d));
+    struct delivery *d = mem_calloc(&x->acct, sizeof(*d));
     if (!d) {
         count_drop(s);
         return -ERR_NOMEM;
@@ -384,7 +384,7 @@ int session_deliver(struct session *s, struct message *msg, const struct deliver
     if (window_open) {
         start_inflight(s, d, now_ms);
     } else {
-        queue_push(s, d);
+        queue_push(x, d);
         persist_dlv_put(s, d);
     }
     return 0;
@@ -394,6 +394,7 @@ int session_deliver(struct session *s, struct message *msg, const struct deliver
 static struct delivery *handoff_list(struct session *s, struct delivery **head, bool inflight,
                                      session_handoff_fn fn, void *ctx)
 {
+    struct session_extra *x = s->x;
     struct delivery *tail = NULL;
     struct delivery **pp = head;
     while (*pp) {
@@ -407,22 +408,25 @@ static struct delivery *handoff_list(struct session *s, struct delivery **head, 
         }
         *pp = d->next;
         if (inflight) {
-            s->inflight_count--;
+            x->inflight_count--;
         } else {
-            s->queued_count--;
-            s->queued_bytes -= message_size(d->msg);
+            x->queued_count--;
+            x->queued_bytes -= message_size(d->msg);
         }
         persist_dlv_gone(s, d);
         fn(ctx, s, d->msg, &d->spec); /* takes the message reference */
-        mem_free(&s->acct, d, sizeof(*d));
+        mem_free(&x->acct, d, sizeof(*d));
     }
     return tail;
 }
 
 void session_handoff_shared(struct session *s, session_handoff_fn fn, void *ctx)
 {
-    s->inflight_tail = handoff_list(s, &s->inflight_head, true, fn, ctx);
-    s->queue_tail = handoff_list(s, &s->queue_head, false, fn, ctx);
+    struct session_extra *x = s->x;
+    if (!x)
+        return;
+    x->inflight_tail = handoff_list(s, &x->inflight_head, true, fn, ctx);
+    x->queue_tail = handoff_list(s, &x->queue_head, false, fn, ctx);
 }
 
 /* ---- acknowledgements ------------------------------------------------- */
@@ -431,7 +435,7 @@ void session_handoff_shared(struct session *s, session_handoff_fn fn, void *ctx)
 static struct delivery *inflight_find(struct session *s, uint16_t id, struct delivery **prev)
 {
     struct delivery *p = NULL;
-    for (struct delivery *d = s->inflight_head; d; p = d, d = d->next) {
+    for (struct delivery *d = s->x ? s->x->inflight_head : NULL; d; p = d, d = d->next) {
         if (d->packet_id == id) {
             *prev = p;
             return d;
@@ -442,13 +446,14 @@ static struct delivery *inflight_find(struct session *s, uint16_t id, struct del
 
 static void inflight_remove(struct session *s, struct delivery *d, struct delivery *prev)
 {
+    struct session_extra *x = s->x;
     if (prev)
         prev->next = d->next;
     else
-        s->inflight_head = d->next;
-    if (s->inflight_tail == d)
-        s->inflight_tail = prev;
-    s->inflight_count--;
+        x->inflight_head = d->next;
+    if (x->inflight_tail == d)
+        x->inflight_tail = prev;
+    x->inflight_count--;
     delivery_free(s, d);
 }
 
@@ -500,33 +505,43 @@ int session_on_pubcomp(struct session *s, uint16_t packet_id, uint64_t now_ms)
 
 bool session_rx_qos2_has(const struct session *s, uint16_t packet_id)
 {
-    for (uint32_t i = 0; i < s->rx_qos2_count; i++)
-        if (s->rx_qos2[i] == packet_id)
+    const struct session_extra *x = s->x;
+    for (uint32_t i = 0; x && i < x->rx_qos2_count; i++)
+        if (x->rx_qos2[i] == packet_id)
             return true;
     return false;
 }
 
+uint32_t session_rx_qos2_count(const struct session *s)
+{
+    return s->x ? s->x->rx_qos2_count : 0;
+}
+
 int session_rx_qos2_add(struct session *s, uint16_t packet_id)
 {
-    if (s->rx_qos2_count == s->rx_qos2_cap) {
-        uint32_t cap = s->rx_qos2_cap ? s->rx_qos2_cap * 2 : 4;
-        uint16_t *v = mem_realloc(&s->acct, s->rx_qos2, s->rx_qos2_cap * sizeof(*v),
+    struct session_extra *x = session__extra(s);
+    if (!x)
+        return -ERR_NOMEM;
+    if (x->rx_qos2_count == x->rx_qos2_cap) {
+        uint32_t cap = x->rx_qos2_cap ? x->rx_qos2_cap * 2 : 4;
+        uint16_t *v = mem_realloc(&x->acct, x->rx_qos2, x->rx_qos2_cap * sizeof(*v),
                                   cap * sizeof(*v));
         if (!v)
             return -ERR_NOMEM;
-        s->rx_qos2 = v;
-        s->rx_qos2_cap = cap;
+        x->rx_qos2 = v;
+        x->rx_qos2_cap = cap;
     }
-    s->rx_qos2[s->rx_qos2_count++] = packet_id;
+    x->rx_qos2[x->rx_qos2_count++] = packet_id;
     persist_rxq(s, packet_id, true);
     return 0;
 }
 
 bool session_rx_qos2_remove(struct session *s, uint16_t packet_id)
 {
-    for (uint32_t i = 0; i < s->rx_qos2_count; i++) {
-        if (s->rx_qos2[i] == packet_id) {
-            s->rx_qos2[i] = s->rx_qos2[--s->rx_qos2_count];
+    struct session_extra *x = s->x;
+    for (uint32_t i = 0; x && i < x->rx_qos2_count; i++) {
+        if (x->rx_qos2[i] == packet_id) {
+            x->rx_qos2[i] = x->rx_qos2[--x->rx_qos2_count];
             persist_rxq(s, packet_id, false);
             return true;
         }
@@ -539,9 +554,9 @@ bool session_rx_qos2_remove(struct session *s, uint16_t packet_id)
 void session_restore_delivery(struct session *s, struct delivery *d)
 {
     if (d->state == DLV_QUEUED)
-        queue_push(s, d);
+        queue_push(s->x, d);
     else
-        inflight_push(s, d);
+        inflight_push(s->x, d);
 }
 
 /* ---- subscriptions ---------------------------------------------------- */

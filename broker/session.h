@@ -2,8 +2,8 @@
  * its subscriptions, the messages queued and in flight to it, the QoS 2
  * packet ids it sent us that await PUBREL, and when it expires.
  *
- * While a client is connected the session is linked to its out-queue and
- * encodes PUBLISH/PUBREL packets straight into it; while offline, QoS 1/2
+ * While a client is connected the session sends PUBLISH/PUBREL through it
+ * (client__send encodes them straight into its out-queue); while offline, QoS 1/2
  * deliveries wait in its queue (bounded by max_queued_messages and
  * max_queued_bytes) and QoS 0 ones are dropped, as mosquitto does by
  * default. No I/O here either. */
@@ -18,10 +18,8 @@
 struct client;
 struct core;
 struct message;
-struct outq;
 struct listener_config;
 struct subscription;
-struct topic_alias_table;
 
 #define SESSION_NEVER_EXPIRES UINT32_MAX
 /* Out-queue bytes over which a client counts as not reading (QoS 0 to it is
@@ -59,61 +57,56 @@ struct delivery {
     uint64_t seq; /* persistence: its row in the store (order in the session); 0 = not stored */
 };
 
-/* The connection a session is attached to while online. */
-struct session_link {
-    struct outq *out;
-    void *conn;
-    uint8_t version;
-    uint32_t max_packet;   /* client's Maximum Packet Size */
-    uint16_t send_window;  /* min(client Receive Maximum, max_inflight_messages) */
-    bool problem_info;     /* client allows reason strings on acks */
-    struct topic_alias_table *aliases; /* outgoing, owned by the client; may be NULL */
+/* What a session holds only once it has messages to keep (QoS 1/2 in
+ * flight or queued, QoS 2 ids awaiting PUBREL, a delayed will) or a slow
+ * client to watch; allocated on first use and freed with the session. */
+struct session_extra {
+    struct mem_account acct; /* its deliveries and rx_qos2 */
+    struct delivery *inflight_head, *inflight_tail;
+    struct delivery *queue_head, *queue_tail;
+    uint64_t queued_bytes;
+    uint32_t inflight_count;
+    uint32_t queued_count;
+    uint16_t *rx_qos2; /* incoming QoS 2 ids awaiting PUBREL */
+    uint32_t rx_qos2_count, rx_qos2_cap;
+    struct message *will; /* a delayed will waiting for will_at_ms */
+    uint64_t will_at_ms;
+    uint64_t dlv_seq;     /* persistence: the last delivery seq given out */
+    uint64_t slow_since_ms;      /* over the out-queue soft limit since; 0 = not */
+    uint64_t congested_since_ms; /* online with a full queue since; 0 = not */
+    uint16_t next_packet_id;
+    bool will_stored;     /* persistence: the delayed will is in the store */
+    bool slow_closing;    /* a close for slowness was asked for */
 };
 
+/* Every connected client has one, so it holds only what each needs: 88
+ * bytes on 64-bit, a 96-byte malloc chunk (288 when queues, wills and
+ * timers were inline; 8 more bytes would cost the next chunk size). While
+ * online it sends through its client (client__send), which knows the
+ * version, the limits and the aliases, so it keeps no copy of them. The
+ * deadline heap (heap_idx, expire_at_ms) and routing (route_slot) stay
+ * here: they are read for sessions that hold nothing else. */
 struct session {
     struct core *core;
-    char *client_id;
-    uint16_t id_len;
-    bool online;
     /* Who it is, for ACL checks on deliveries (also while offline): the
      * listener of its last connection and its authenticated username. */
     const struct listener_config *lc;
     char *username;
     struct client *client; /* while online */
-    struct session_link link;
-    struct mem_account acct;
-
     struct subscription **subs;
+    struct session_extra *x; /* NULL until needed (session__extra) */
+    uint64_t expire_at_ms;   /* while offline; 0 = never */
     uint32_t nsubs, subs_cap;
-
-    struct delivery *inflight_head, *inflight_tail;
-    uint32_t inflight_count;
-    struct delivery *queue_head, *queue_tail;
-    uint32_t queued_count;
-    uint64_t queued_bytes;
-    uint16_t next_packet_id;
-
-    uint16_t *rx_qos2; /* incoming QoS 2 ids awaiting PUBREL */
-    uint32_t rx_qos2_count, rx_qos2_cap;
-
     uint32_t expiry_interval; /* seconds once offline; SESSION_NEVER_EXPIRES */
-    uint64_t expire_at_ms;    /* while offline; 0 = never */
-    struct message *will;     /* a delayed will waiting for will_at_ms */
-    uint64_t will_at_ms;
-    uint32_t heap_idx;        /* 1-based place in the core's deadline heap; 0 = none */
-
+    uint32_t heap_idx;   /* 1-based place in the core's deadline heap; 0 = none */
+    uint32_t route_slot; /* routing: its place in core->targets, if this publish reached it */
+    uint16_t id_len;
+    bool online;
     /* Persistence (persist.c): written to the store (expiry > 0 and
-     * persistence on); the last delivery seq given out; the delayed will is
-     * in the store. Clean sessions never touch the store. */
+     * persistence on). Clean sessions never touch the store. */
     bool persist;
-    bool will_stored;
-    uint64_t dlv_seq;
-
-    uint64_t slow_since_ms; /* over the out-queue soft limit since; 0 = not */
-    bool slow_closing;
-    uint64_t congested_since_ms; /* online with a full queue since; 0 = not */
-    uint64_t route_gen; /* routing: last publish that reached this session */
-    uint32_t route_slot;
+    /* NUL-terminated, in the same allocation: one block per session. */
+    char client_id[];
 };
 
 struct session *session_new(struct core *core, const uint8_t *client_id, size_t len);
@@ -121,11 +114,14 @@ struct session *session_new(struct core *core, const uint8_t *client_id, size_t 
  * table any more (core removes it). */
 void session_free(struct session *s);
 
-/* Links to a connection; a resumed session resends its in-flight messages
- * with DUP set (PUBREL for those past PUBREC) [MQTT-4.4.0-1], then fills
- * the send window from its queue. */
-void session_attach(struct session *s, const struct session_link *link, bool resend,
-                    uint64_t now_ms);
+/* The extra part, allocated on first use; NULL when out of memory (the
+ * caller fails what needed it). */
+struct session_extra *session__extra(struct session *s);
+
+/* Goes online through s->client (set by the caller); a resumed session
+ * resends its in-flight messages with DUP set (PUBREL for those past
+ * PUBREC) [MQTT-4.4.0-1], then fills the send window from its queue. */
+void session_attach(struct session *s, bool resend, uint64_t now_ms);
 void session_detach(struct session *s);
 
 /* One message for this session, as spec says. Returns 0, or a negative
@@ -152,9 +148,11 @@ int session_on_pubcomp(struct session *s, uint16_t packet_id, uint64_t now_ms);
 int session_rx_qos2_add(struct session *s, uint16_t packet_id);
 bool session_rx_qos2_has(const struct session *s, uint16_t packet_id);
 bool session_rx_qos2_remove(struct session *s, uint16_t packet_id);
+uint32_t session_rx_qos2_count(const struct session *s);
 
-/* Start-up (persist.c): appends d, read back from the store, to the
- * in-flight list (state past DLV_QUEUED) or to the queue. */
+/* Start-up (persist.c): appends d, read back from the store and allocated
+ * on s->x->acct, to the in-flight list (state past DLV_QUEUED) or to the
+ * queue. */
 void session_restore_delivery(struct session *s, struct delivery *d);
 
 /* Subscriptions the session holds, found by their full filter text. */

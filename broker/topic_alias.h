@@ -4,7 +4,8 @@
  * we announced. Outgoing: we map the first topics we send to aliases, up to
  * the client's maximum (at most TOPIC_ALIAS_OUT_MAX: a sensor gateway sends
  * a few hot topics to each subscriber, and each slot costs a topic copy).
- * Both tables live and die with the connection. */
+ * Both tables live in the connection's extra part, made when a client
+ * first needs them, and die with the connection. */
 #ifndef LOOPBOT_BROKER_TOPIC_ALIAS_H
 #define LOOPBOT_BROKER_TOPIC_ALIAS_H
 

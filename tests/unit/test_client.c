@@ -6,9 +6,11 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
+#include <unistd.h>
 
 #include "broker/client.h"
 #include "broker/config.h"
@@ -17,6 +19,8 @@
 #include "broker/log.h"
 #include "broker/mem.h"
 #include "broker/outq.h"
+#include "broker/persist.h"
+#include "broker/store.h"
 #include "mqtt/packet.h"
 
 struct fake_conn {
@@ -55,6 +59,8 @@ static struct config cfg;
 static struct core *core;
 static uint64_t now;
 static struct fake_conn conns[8];
+static struct store *store; /* persistence on (persistence_on) */
+static char store_dir[64];
 
 static void base_config(void)
 {
@@ -77,12 +83,29 @@ static int setup(void **state)
     return 0;
 }
 
+static void persistence_off(void)
+{
+    if (!store)
+        return;
+    persist_detach(core);
+    assert_int_equal(store_close(store, 5000), 0);
+    store = NULL;
+    static const char *const files[] = {"loopbot.db", "loopbot.db-wal", "loopbot.db-shm"};
+    char path[128];
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", store_dir, files[i]);
+        unlink(path);
+    }
+    rmdir(store_dir);
+}
+
 static int teardown(void **state)
 {
     (void)state;
     for (int i = 0; i < 8; i++)
         if (conns[i].c)
             client_free(conns[i].c, -ERR_PEER_CLOSED, now);
+    persistence_off();
     core_free(core);
     assert_int_equal(mem_used_total(), 0);
     return 0;
@@ -114,7 +137,7 @@ static void close_conn(struct fake_conn *fc, int err)
 
 static int send_pkt(struct fake_conn *fc, const struct mqtt_packet *p)
 {
-    uint8_t buf[4096];
+    static uint8_t buf[320 * 1024];
     uint8_t v = p->type == MQTT_CONNECT ? p->u.connect.version : fc->version;
     int n = mqtt_encode(p, v, buf, sizeof(buf));
     assert_true(n > 0);
@@ -265,6 +288,26 @@ static void expect_publish(struct fake_conn *fc, const char *topic, const char *
         *out = p;
 }
 
+/* Persistence on, with the store's writer never started: records only
+ * queue, so every ack waits until the test calls commit(). store_close
+ * still needs a thread, which qemu-user cannot start: those tests are
+ * skipped under emulation (tests/unit/CMakeLists.txt). */
+static int persistence_on(void)
+{
+    snprintf(store_dir, sizeof(store_dir), "/tmp/loopbot-client-XXXXXX");
+    assert_non_null(mkdtemp(store_dir));
+    char why[256];
+    store = store_open(store_dir, "loopbot.db", false, NULL, why, sizeof(why));
+    assert_non_null(store);
+    return persist_attach(core, store, now, 1700000000000ull);
+}
+
+/* As if the store had committed everything queued so far. */
+static void commit(void)
+{
+    client__acks_flush(core, persist_ticket(core), now);
+}
+
 /* ---- tests ------------------------------------------------------------ */
 
 static void test_connect_each_version(void **state)
@@ -274,6 +317,42 @@ static void test_connect_each_version(void **state)
     connect_as(1, MQTT_V311, "b", true, false);
     connect_as(2, MQTT_V5, "c", true, false);
     assert_int_equal(core_stats(core)->clients_connected, 3);
+}
+
+/* An idle clean-session client costs the core its client, its session and
+ * their two strings (the client id, the peer): the cold parts (will,
+ * aliases, queues, ...) are not allocated. 256 bytes is what docs/design.md
+ * promises on 64-bit; it was 600 before they moved out. */
+static void test_idle_client_cost(void **state)
+{
+    (void)state;
+    connect_as(0, MQTT_V311, "first", true, false); /* the session table has room now */
+    size_t before = mem_used_total();
+    struct fake_conn *fc = connect_as(1, MQTT_V311, "idle-client", true, false);
+    struct mqtt_packet p = {.type = MQTT_PINGREQ};
+    assert_int_equal(send_pkt(fc, &p), 0);
+    expect_type(fc, MQTT_PINGRESP, &p);
+    size_t cost = mem_used_total() - before;
+    print_message("idle client: %zu bytes\n", cost);
+    assert_true(cost <= 256);
+    assert_null(core__session_find(core, (const uint8_t *)"idle-client", 11)->x);
+}
+
+/* A transport identity (TLS certificate, PSK) replaces CONNECT's username,
+ * and the session keeps it for ACL checks. */
+static void test_identity_is_the_username(void **state)
+{
+    (void)state;
+    struct fake_conn *fc = open_conn(0);
+    assert_int_equal(client_set_identity(fc->c, "cert-cn"), 0);
+    fc->version = MQTT_V311;
+    struct mqtt_packet p = connect_pkt(MQTT_V311, "dev", true);
+    p.u.connect.username_flag = true;
+    p.u.connect.username = (struct mqtt_bytes){(const uint8_t *)"ignored", 7};
+    assert_int_equal(send_pkt(fc, &p), 0);
+    expect_type(fc, MQTT_CONNACK, &p);
+    assert_int_equal(p.u.connack.reason, 0);
+    assert_string_equal(core__session_find(core, (const uint8_t *)"dev", 3)->username, "cert-cn");
 }
 
 static void test_first_packet_must_be_connect(void **state)
@@ -327,8 +406,9 @@ static void test_pubsub_qos_levels(void **state)
     expect_type(pub, MQTT_PUBCOMP, &a);
     assert_int_equal(a.u.ack.reason, 0);
     struct session *s = core__session_find(core, (const uint8_t *)"sub", 3);
-    assert_null(s->inflight_head);
-    assert_int_equal(s->inflight_count, 0);
+    assert_non_null(s->x); /* it held QoS 1/2 messages */
+    assert_null(s->x->inflight_head);
+    assert_int_equal(s->x->inflight_count, 0);
 }
 
 static void test_qos2_duplicate_delivered_once(void **state)
@@ -1022,6 +1102,33 @@ static void test_full_queue_throttles_publisher(void **state)
     assert_int_equal(congestion_cleared_calls, 1);
 }
 
+/* With persistence on, acknowledgements wait for the store to commit what
+ * their packet caused, and keep their order. */
+static void test_acks_wait_for_commit(void **state)
+{
+    (void)state;
+#ifdef LOOPBOT_TEST_NO_THREADS
+    skip();
+#endif
+    assert_int_equal(persistence_on(), 0);
+    struct fake_conn *pub = connect_as(0, MQTT_V311, "pub", false, false);
+    struct mqtt_packet a;
+    assert_int_equal(publish(pub, "t", "one", 1, false, 1), 0);
+    assert_int_equal(publish(pub, "t", "two", 2, false, 2), 0);
+    expect_nothing(pub);
+    commit();
+    expect_type(pub, MQTT_PUBACK, &a);
+    assert_int_equal(a.u.ack.packet_id, 1);
+    expect_type(pub, MQTT_PUBREC, &a);
+    assert_int_equal(a.u.ack.packet_id, 2);
+    assert_int_equal(ack(pub, MQTT_PUBREL, 2), 0);
+    expect_nothing(pub);
+    commit();
+    expect_type(pub, MQTT_PUBCOMP, &a);
+    assert_int_equal(a.u.ack.packet_id, 2);
+    expect_nothing(pub);
+}
+
 /* Runs a whole scenario failing the n-th allocation for every n: nothing
  * may crash or leak (teardown checks mem_used_total() == 0). */
 static void scenario(void)
@@ -1062,8 +1169,9 @@ static void scenario(void)
     (void)send_pkt(sub, &p);
 }
 
-/* The same for MQTT 5: aliases both ways, a delayed will, a shared group
- * whose member leaves with messages in flight. */
+/* The same for MQTT 5: aliases both ways (from a client with and without
+ * a will), a delayed will, a shared group whose member leaves with
+ * messages in flight. */
 static void scenario_v5(void)
 {
     struct fake_conn *a = try_open(0), *b = try_open(1), *w = try_open(2);
@@ -1098,11 +1206,78 @@ static void scenario_v5(void)
     struct mqtt_props props = {.present = MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS), .topic_alias = 1};
     for (uint16_t i = 1; i <= 4; i++)
         (void)publish_props(w, i == 1 ? "s/x" : "", "m", 1, false, i, &props);
+    (void)publish_props(b, "s/y", "n", 0, false, 0, &props); /* b's first alias */
     close_conn(a, -ERR_IO);
     close_conn(w, -ERR_IO);
     now += 2000;
     core_tick(core, now);
 }
+
+/* The rarely used parts of a client: a transport identity, and warnings
+ * about a client repeating a mistake. */
+static void scenario_cold(void)
+{
+    cfg.message_size_limit = 4;
+    struct fake_conn *fc = try_open(0);
+    if (!fc || client_set_identity(fc->c, "dev") < 0)
+        return;
+    fc->version = MQTT_V311;
+    struct mqtt_packet p = connect_pkt(MQTT_V311, "dev", true);
+    if (send_pkt(fc, &p) < 0)
+        return;
+    (void)publish(fc, "$SYS/x", "a", 1, false, 1);   /* denied: logged */
+    (void)publish(fc, "t", "too long", 1, false, 2); /* too large: counted, not logged */
+}
+
+/* A subscriber that stops reading: the slow-consumer clock starts. */
+static void scenario_slow(void)
+{
+    static char big[300 * 1024];
+    memset(big, 'x', sizeof(big) - 1);
+    struct fake_conn *sub = try_open(0), *pub = try_open(1);
+    if (!sub || !pub)
+        return;
+    sub->version = pub->version = MQTT_V311;
+    struct mqtt_packet p = connect_pkt(MQTT_V311, "slow", true);
+    if (send_pkt(sub, &p) < 0)
+        return;
+    p = connect_pkt(MQTT_V311, "pub", true);
+    if (send_pkt(pub, &p) < 0)
+        return;
+    struct mqtt_bytes f = {(const uint8_t *)"t", 1};
+    uint8_t opt = 0;
+    struct mqtt_packet s = {.type = MQTT_SUBSCRIBE, .flags = 2};
+    s.u.subscribe.packet_id = 1;
+    s.u.subscribe.count = 1;
+    s.u.subscribe.filters = &f;
+    s.u.subscribe.options = &opt;
+    if (send_pkt(sub, &s) < 0)
+        return;
+    for (int i = 0; i < 6; i++) /* 1 MiB unread after the 4th */
+        (void)publish(pub, "t", big, 0, false, 0);
+}
+
+#ifndef LOOPBOT_TEST_NO_THREADS
+/* Acks waiting for the store, past the first 8 slots of their ring. */
+static void scenario_persist(void)
+{
+    if (persistence_on() < 0)
+        return;
+    struct fake_conn *pub = try_open(0);
+    if (!pub)
+        return;
+    pub->version = MQTT_V311;
+    struct mqtt_packet p = connect_pkt(MQTT_V311, "pub", false);
+    if (send_pkt(pub, &p) < 0)
+        return;
+    for (uint16_t i = 1; i <= 9; i++)
+        (void)publish(pub, "t", "x", 1, false, i);
+    commit();
+    (void)publish(pub, "t", "y", 2, false, 10);
+    (void)ack(pub, MQTT_PUBREL, 10);
+    commit();
+}
+#endif
 
 static void fail_each_allocation(void (*run)(void))
 {
@@ -1126,12 +1301,19 @@ static void test_allocation_failures(void **state)
     (void)state;
     fail_each_allocation(scenario);
     fail_each_allocation(scenario_v5);
+    fail_each_allocation(scenario_cold);
+    fail_each_allocation(scenario_slow);
+#ifndef LOOPBOT_TEST_NO_THREADS
+    fail_each_allocation(scenario_persist);
+#endif
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_connect_each_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_client_cost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_identity_is_the_username, setup, teardown),
         cmocka_unit_test_setup_teardown(test_first_packet_must_be_connect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_connect_closes_with_0x82, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pubsub_qos_levels, setup, teardown),
@@ -1163,6 +1345,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_slow_consumer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sys_topics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_queue_throttles_publisher, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_acks_wait_for_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_allocation_failures, setup, teardown),
     };
     return cmocka_run_group_tests_name("client", tests, NULL, NULL);
