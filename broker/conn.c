@@ -825,9 +825,9 @@ static void handshake(struct conn *cn)
     }
 }
 
-static void on_io(void *arg, unsigned events)
+static void on_io(struct loop_io *io, unsigned events)
 {
-    struct conn *cn = arg;
+    struct conn *cn = CONN_OF(io, io);
     if (cn->handshaking) {
         if (!cn->closing)
             handshake(cn);
@@ -965,7 +965,8 @@ int conn_accept(struct conn_set *cs, int fd, const char *peer, struct listener *
     cn->handshaking = cn->tp->handshake != NULL;
     cn->hs_want = LOOP_READ;
     /* The label names the transport in the loop's "longest callback". */
-    loop_io_init(&cn->io, cs->loop, fd, cn->tp == &conn_tcp ? "conn" : cn->tp->name, on_io, cn);
+    static const struct loop_io_kind tcp_kind = {on_io, "conn"}, tls_kind = {on_io, "tls"};
+    loop_io_init(&cn->io, cs->loop, fd, cn->tp == &conn_tcp ? &tcp_kind : &tls_kind);
     cn->client = client_new(cs->core, cn, peer, lst ? listener_config_of(lst) : NULL,
                             loop_now_ms(cs->loop));
     if (!cn->client || loop_io_set(&cn->io, LOOP_READ) < 0) {

@@ -97,9 +97,10 @@ static void on_resume(void *arg)
     loop_io_set(&s->io, LOOP_READ);
 }
 
-static void on_accept(void *arg, unsigned events)
+static void on_accept(struct loop_io *io, unsigned events)
 {
-    struct listener_sock *s = arg;
+    struct listener_sock *s = (struct listener_sock *)(void *)((char *)io -
+                                                              offsetof(struct listener_sock, io));
     struct listener_set *ls = s->ls;
     struct listener *l = s->l;
     for (int i = 0; i < LISTENER_ACCEPTS_PER_EVENT; i++) {
@@ -189,7 +190,8 @@ static int open_one(struct listener_set *ls, struct listener *l, const char *add
     s->ls = ls;
     s->l = l;
     s->fd = fd;
-    loop_io_init(&s->io, ls->loop, fd, "accept", on_accept, s);
+    static const struct loop_io_kind accept_kind = {on_accept, "accept"};
+    loop_io_init(&s->io, ls->loop, fd, &accept_kind);
     s->pause = loop_timer_new(ls->loop, "accept-pause", on_resume, s);
     if (!s->pause || loop_io_set(&s->io, LOOP_READ) < 0) {
         sock_free(s);

@@ -300,21 +300,18 @@ static void poll_cb(evutil_socket_t fd, short what, void *arg)
         if (!ev)
             continue;
         const char *kind = ev == LOOP_READ ? "read" : ev == LOOP_WRITE ? "write" : "read+write";
-        const char *label = io->label;
+        const char *label = io->kind->label;
         uint64_t t0 = cb_begin(l);
-        io->fn(io->arg, ev); /* may finish io */
+        io->kind->fn(io, ev); /* may finish io */
         cb_end(l, t0, kind, label);
     }
     l->batch_n = l->batch_i = 0;
 }
 
-void loop_io_init(struct loop_io *io, struct loop *l, int fd, const char *label, loop_io_fn fn,
-                  void *arg)
+void loop_io_init(struct loop_io *io, struct loop *l, int fd, const struct loop_io_kind *kind)
 {
     io->loop = l;
-    io->fn = fn;
-    io->arg = arg;
-    io->label = label;
+    io->kind = kind;
     io->fd = fd;
     io->events = 0;
     l->handles++;

@@ -25,7 +25,10 @@ struct loop_defer;
 
 enum { LOOP_READ = 1u << 0, LOOP_WRITE = 1u << 1 };
 
-typedef void (*loop_io_fn)(void *arg, unsigned events); /* LOOP_READ | LOOP_WRITE */
+struct loop_io;
+/* events: LOOP_READ | LOOP_WRITE. The owner embeds io and finds itself
+ * from it (container_of): a watcher carries no argument pointer. */
+typedef void (*loop_io_fn)(struct loop_io *io, unsigned events);
 typedef void (*loop_fn)(void *arg);                     /* timers, deferred hooks */
 typedef void (*loop_signal_fn)(void *arg, int signo);
 
@@ -64,18 +67,20 @@ void loop_set_slow_threshold(struct loop *l, uint32_t ms);
  * poller), polled without waiting whenever libevent reports it readable,
  * at most PLATFORM_POLL_BATCH fds a turn; each fd's callback is timed as
  * its own. Fields are private to loop.c. */
+struct loop_io_kind {
+    loop_io_fn fn;
+    const char *label; /* names the callback in the loop's statistics */
+};
+
 struct loop_io {
     struct loop *loop;
-    loop_io_fn fn;
-    void *arg;
-    const char *label;
+    const struct loop_io_kind *kind; /* static: shared by every watcher of a kind */
     int fd;
     unsigned events;
 };
 
-/* Starts with no interest. label: a static string. */
-void loop_io_init(struct loop_io *io, struct loop *l, int fd, const char *label, loop_io_fn fn,
-                  void *arg);
+/* Starts with no interest. */
+void loop_io_init(struct loop_io *io, struct loop *l, int fd, const struct loop_io_kind *kind);
 /* events: LOOP_READ | LOOP_WRITE, or 0 for none. Level-triggered. */
 int loop_io_set(struct loop_io *io, unsigned events);
 unsigned loop_io_get(const struct loop_io *io);

@@ -402,10 +402,10 @@ static void log_loop_stats(const struct app *app)
 
 /* ---- persistence (docs/persistence.md) ---- */
 
-static void on_store_done(void *arg, unsigned events)
+static void on_store_done(struct loop_io *io, unsigned events)
 {
     (void)events;
-    struct app *app = arg;
+    struct app *app = (struct app *)(void *)((char *)io - offsetof(struct app, store_io));
     persist_completed(app->core, loop_now_ms(app->loop));
 }
 
@@ -437,7 +437,8 @@ static void start_persistence(struct app *app)
     if (rc < 0)
         log_printf(LOG_T_ERROR, "Error: persistence: loading %s/%s failed part way (%s); going on "
                                 "with what loaded.", dir, c->persistence_file, mqtt_err_message(rc));
-    loop_io_init(&app->store_io, app->loop, store_fd(st), "store", on_store_done, app);
+    static const struct loop_io_kind store_kind = {on_store_done, "store"};
+    loop_io_init(&app->store_io, app->loop, store_fd(st), &store_kind);
     if (loop_io_set(&app->store_io, LOOP_READ) < 0 || store_start(st) < 0) {
         log_printf(LOG_T_ERROR, "Error: persistence: cannot start the store worker: running "
                                 "WITHOUT persistence.");

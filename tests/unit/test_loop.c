@@ -114,9 +114,11 @@ static void on_defer_rec(void *arg)
 
 /* The fd stays readable (never drained): the deferred hook must still run
  * after every turn, before the next poll, instead of starving. */
-static void on_readable_undrained(void *arg, unsigned ev)
+#define REC_OF(io) ((struct rec *)(void *)((char *)(io) - offsetof(struct rec, io)))
+
+static void on_readable_undrained(struct loop_io *io, unsigned ev)
 {
-    struct rec *r = arg;
+    struct rec *r = REC_OF(io);
     assert_true(ev & LOOP_READ);
     push(r, 'r');
     loop_defer_schedule(r->defer);
@@ -133,7 +135,8 @@ static void test_defer_runs_before_next_poll(void **state)
     assert_int_equal(write(sv[1], "x", 1), 1);
     r.loop = loop_new();
     r.defer = loop_defer_new(r.loop, "d", on_defer_rec, &r);
-    loop_io_init(&r.io, r.loop, sv[0], "sock", on_readable_undrained, &r);
+    static const struct loop_io_kind kind = {on_readable_undrained, "sock"};
+    loop_io_init(&r.io, r.loop, sv[0], &kind);
     assert_int_equal(loop_io_set(&r.io, LOOP_READ), 0);
     assert_int_equal(loop_io_get(&r.io), LOOP_READ);
     assert_int_equal(loop_run(r.loop), 0);
@@ -194,9 +197,9 @@ static void test_defer_free_while_scheduled(void **state)
 
 /* ---- io ---- */
 
-static void on_writable(void *arg, unsigned ev)
+static void on_writable(struct loop_io *io, unsigned ev)
 {
-    struct rec *r = arg;
+    struct rec *r = REC_OF(io);
     assert_int_equal(ev, LOOP_WRITE);
     push(r, 'w');
     loop_io_set(&r->io, 0);
@@ -209,7 +212,8 @@ static void test_io_write_interest(void **state)
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     r.loop = loop_new();
-    loop_io_init(&r.io, r.loop, sv[0], "sock", on_writable, &r);
+    static const struct loop_io_kind kind = {on_writable, "sock"};
+    loop_io_init(&r.io, r.loop, sv[0], &kind);
     assert_int_equal(loop_io_set(&r.io, LOOP_WRITE), 0);
     assert_int_equal(loop_run(r.loop), 0);
     assert_string_equal(r.seq, "w");
@@ -230,10 +234,10 @@ struct pair_rec {
 
 static struct pair_rec *pair_of;
 
-static void on_pair_first(void *arg, unsigned ev)
+static void on_pair_first(struct loop_io *io, unsigned ev)
 {
     (void)ev;
-    int i = (int)(intptr_t)arg;
+    int i = (int)(io - pair_of->io);
     pair_of->ran[i]++;
     loop_io_fini(&pair_of->io[1 - i]);
     loop_io_set(&pair_of->io[i], 0);
@@ -250,8 +254,9 @@ static void test_io_finished_mid_batch_is_skipped(void **state)
     assert_int_equal(write(b[1], "y", 1), 1);
     pair_of = &p;
     p.loop = loop_new();
-    loop_io_init(&p.io[0], p.loop, a[0], "a", on_pair_first, (void *)(intptr_t)0);
-    loop_io_init(&p.io[1], p.loop, b[0], "b", on_pair_first, (void *)(intptr_t)1);
+    static const struct loop_io_kind kind = {on_pair_first, "pair"};
+    loop_io_init(&p.io[0], p.loop, a[0], &kind);
+    loop_io_init(&p.io[1], p.loop, b[0], &kind);
     assert_int_equal(loop_io_set(&p.io[0], LOOP_READ), 0);
     assert_int_equal(loop_io_set(&p.io[1], LOOP_READ), 0);
     assert_int_equal(loop_run(p.loop), 0);
@@ -266,9 +271,9 @@ static void test_io_finished_mid_batch_is_skipped(void **state)
 
 /* A watcher with no interest is out of the set: its peer hanging up does
  * not wake the loop (a paused client that went away must not spin it). */
-static void on_hup_never(void *arg, unsigned ev)
+static void on_hup_never(struct loop_io *io, unsigned ev)
 {
-    (void)arg;
+    (void)io;
     (void)ev;
     fail_msg("a watcher with no interest was dispatched");
 }
@@ -279,7 +284,8 @@ static void test_io_no_interest_hangup_is_quiet(void **state)
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     r.loop = loop_new();
-    loop_io_init(&r.io, r.loop, sv[0], "sock", on_hup_never, &r);
+    static const struct loop_io_kind kind = {on_hup_never, "sock"};
+    loop_io_init(&r.io, r.loop, sv[0], &kind);
     assert_int_equal(loop_io_set(&r.io, LOOP_READ), 0);
     assert_int_equal(loop_io_set(&r.io, 0), 0);
     close(sv[1]);
