@@ -58,6 +58,13 @@ struct acl_user {
     char name[]; /* the map's key */
 };
 
+static const uint8_t *user_key(const void *value, size_t *len)
+{
+    const struct acl_user *u = value;
+    *len = u->nlen;
+    return (const uint8_t *)u->name;
+}
+
 struct acl {
     struct acl_rules anon;     /* before the first `user` line */
     struct acl_rules patterns; /* every `pattern` line */
@@ -93,8 +100,8 @@ void acl_free(struct acl *acl)
     rules_free(&acl->anon);
     rules_free(&acl->patterns);
     for (size_t i = 0; i < acl->users.cap; i++)
-        if (acl->users.slots[i].key)
-            user_free(acl->users.slots[i].value);
+        if (acl->users.slots[i])
+            user_free(acl->users.slots[i]);
     strmap_free(&acl->users);
     mem_free(NULL, acl, sizeof(*acl));
 }
@@ -180,7 +187,7 @@ static int line_user(struct aparse *p, const char *s, const char *end)
             return afail(p, -ERR_NOMEM, "out of memory");
         u->nlen = n;
         memcpy(u->name, s, n);
-        if (strmap_put(&p->acl->users, u->name, n, u) < 0) {
+        if (strmap_put(&p->acl->users, u) < 0) {
             user_free(u);
             return afail(p, -ERR_NOMEM, "out of memory");
         }
@@ -258,7 +265,7 @@ int acl_parse(const char *name, const char *text, size_t len, struct acl **out, 
     uint64_t seed = 0;
     if (platform_random(&seed, sizeof(seed)) < 0)
         seed = platform_now_us();
-    strmap_init(&p.acl->users, seed);
+    strmap_init(&p.acl->users, seed, user_key);
     p.cur = &p.acl->anon;
     const char *s = text ? text : "", *end = s + (text ? len : 0);
     while (s < end) {

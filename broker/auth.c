@@ -29,6 +29,13 @@ struct psk_entry {
     char id[];
 };
 
+static const uint8_t *psk_key(const void *value, size_t *len)
+{
+    const struct psk_entry *e = value;
+    *len = e->idlen;
+    return (const uint8_t *)e->id;
+}
+
 struct auth {
     bool allow_anonymous;
     struct passwd_db *pw; /* NULL: no password_file */
@@ -40,8 +47,8 @@ struct auth {
 static void psk_free(struct strmap *m)
 {
     for (size_t i = 0; i < m->cap; i++) {
-        if (m->slots[i].key) {
-            struct psk_entry *e = m->slots[i].value;
+        if (m->slots[i]) {
+            struct psk_entry *e = m->slots[i];
             mem_free(NULL, e, sizeof(*e) + e->idlen + 1);
         }
     }
@@ -170,7 +177,7 @@ static int auth_psk_parse(const char *name, const char *text, size_t len, struct
         memcpy(pe->id, b, idlen);
         for (const char *h = colon + 1; h + 1 < e; h += 2)
             pe->key[pe->keylen++] = (uint8_t)(hexval(h[0]) << 4 | hexval(h[1]));
-        if (strmap_put(m, pe->id, idlen, pe) < 0) {
+        if (strmap_put(m, pe) < 0) {
             mem_free(NULL, pe, sizeof(*pe) + idlen + 1);
             snprintf(err, errlen, "%s:%d: out of memory", name, line);
             return -ERR_NOMEM;
@@ -196,7 +203,7 @@ int auth_load(const struct security_config *sec, struct auth **out, char *err, s
     uint64_t seed = 0;
     if (platform_random(&seed, sizeof(seed)) < 0)
         seed = platform_now_us();
-    strmap_init(&a->psk, seed);
+    strmap_init(&a->psk, seed, psk_key);
     a->allow_anonymous = sec->allow_anonymous;
 
     const char *files[3] = {sec->password_file, sec->acl_file, sec->psk_file};

@@ -111,14 +111,15 @@ struct conn {
     unsigned lingering : 1;     /* closing, waiting for the kernel to take the rest */
     unsigned handshaking : 1;   /* the transport's handshake (TLS) is not done */
     uint32_t packets;           /* whole packets handed to the client (wraps) */
-    /* Unprocessed input: a half-read packet, or what a budget left. A
-     * packet is at most 256 MiB + 5, so 32 bits hold every size. */
-    uint8_t *pb;
+    /* Unprocessed input in pb: a half-read packet, or what a budget left.
+     * A packet is at most 256 MiB + 5, so 32 bits hold every size (and
+     * six 32-bit fields in a row leave no padding). */
     uint32_t pb_len, pb_cap;
     uint32_t pb_total; /* the half-read packet's size once its header is in; 0 = unknown */
+    uint8_t *pb;
     /* work: on cs->rep (input to process this turn) or, once closing, on
      * cs->cls; never both, since closing ends input. */
-    struct dlink all, pend, work, thr;
+    struct dlink all, pend, work;
 };
 
 /* Why a connection is not being read. */
@@ -134,7 +135,11 @@ struct conn_set {
     struct dlink pend; /* output to flush this turn */
     struct dlink rep;  /* input left in user space to process this turn */
     struct dlink cls;  /* to flush and close this turn */
-    struct dlink thr;  /* throttled publishers, until congestion clears */
+    /* Throttled publishers, until congestion clears: an array, not a link
+     * in every connection, since only publishers into a full queue are in
+     * it (membership: PAUSE_THROTTLE). */
+    struct conn **thr;
+    uint32_t nthr, thr_cap;
     struct conn_stats stats;
     /* Every connection's deadline, in CONN_TICK_MS ticks, and the one
      * libevent timer that wakes the loop for the next non-empty slot. */
@@ -336,6 +341,36 @@ static bool header_total(const uint8_t *b, size_t len, size_t *total)
 
 /* ---- input ---- */
 
+/* Lists cn as throttled. Without memory for the list it is not throttled
+ * (it would never be woken): its messages then wait in the subscriber's
+ * queue slack, as they would have in this turn anyway. */
+static bool throttle_add(struct conn *cn)
+{
+    struct conn_set *cs = cn->cs;
+    if (cs->nthr == cs->thr_cap) {
+        uint32_t cap = cs->thr_cap ? cs->thr_cap * 2 : 16;
+        struct conn **v = mem_realloc(NULL, cs->thr, cs->thr_cap * sizeof(*v), cap * sizeof(*v));
+        if (!v)
+            return false;
+        cs->thr = v;
+        cs->thr_cap = cap;
+    }
+    cs->thr[cs->nthr++] = cn;
+    return true;
+}
+
+/* A throttled connection closes: out of the list (a linear search, but
+ * only publishers into a full queue are listed, and only while it is). */
+static void throttle_remove(struct conn *cn)
+{
+    struct conn_set *cs = cn->cs;
+    for (uint32_t i = 0; i < cs->nthr; i++)
+        if (cs->thr[i] == cn) {
+            cs->thr[i] = cs->thr[--cs->nthr];
+            return;
+        }
+}
+
 static void check_backpressure(struct conn *cn)
 {
     if (!(cn->paused & PAUSE_OUTPUT) && outq_of(cn)->bytes >= CONN_HIGH_WATER) {
@@ -358,9 +393,9 @@ static void dispatch(struct conn *cn, const uint8_t *pkt, size_t len)
         return;
     }
     check_backpressure(cn);
-    if (client_throttle_requested(cn->client) && !(cn->paused & PAUSE_THROTTLE)) {
+    if (client_throttle_requested(cn->client) && !(cn->paused & PAUSE_THROTTLE) &&
+        throttle_add(cn)) {
         cn->paused |= PAUSE_THROTTLE;
-        dl_push(&cn->cs->thr, &cn->thr);
         log_printf(LOG_T_DEBUG, "Client %s: a subscriber's queue is full, not reading it.",
                    client_name(cn->client));
     }
@@ -370,9 +405,11 @@ static void dispatch(struct conn *cn, const uint8_t *pkt, size_t len)
 static void conn_congestion_cleared(void *ctx)
 {
     struct conn_set *cs = ctx;
-    struct dlink *n;
-    while ((n = dl_pop(&cs->thr)) != NULL) {
-        struct conn *cn = CONN_OF(n, thr);
+    /* unpause only lists and schedules: the array cannot change under us. */
+    uint32_t n = cs->nthr;
+    cs->nthr = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        struct conn *cn = cs->thr[i];
         unpause(cn, PAUSE_THROTTLE);
         if (!cn->closing)
             update_interest(cn);
@@ -703,7 +740,8 @@ static void finalize(struct conn *cn)
     cn->dead = true;
     dl_del(&cn->pend);
     dl_del(&cn->work);
-    dl_del(&cn->thr);
+    if (cn->paused & PAUSE_THROTTLE)
+        throttle_remove(cn);
     dl_del(&cn->all);
     loop_io_fini(&cn->io);
     wheel_del(&cs->wheel, &cn->tm);
@@ -905,7 +943,6 @@ struct conn_set *conn_set_new(struct loop *loop)
     dl_init(&cs->pend);
     dl_init(&cs->rep);
     dl_init(&cs->cls);
-    dl_init(&cs->thr);
     cs->rbuf = mem_alloc(NULL, CONN_READ_BUFFER);
     cs->defer = loop_defer_new(loop, "conn", on_defer, cs);
     cs->wheel_timer = loop_timer_new(loop, "keepalive", on_wheel_timer, cs);
@@ -934,6 +971,7 @@ void conn_set_free(struct conn_set *cs)
     }
     loop_defer_free(cs->defer);
     loop_timer_free(cs->wheel_timer);
+    mem_free(NULL, cs->thr, cs->thr_cap * sizeof(*cs->thr));
     mem_free(NULL, cs->rbuf, CONN_READ_BUFFER);
     mem_free(NULL, cs, sizeof(*cs));
 }

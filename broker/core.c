@@ -11,6 +11,13 @@
 #include "broker/topic_tree.h"
 #include "mqtt/error.h"
 
+static const uint8_t *session_key(const void *value, size_t *len)
+{
+    const struct session *s = value;
+    *len = s->id_len;
+    return (const uint8_t *)s->client_id;
+}
+
 struct core *core_new(const struct config *cfg, const struct core_io *io)
 {
     struct core *core = mem_calloc(NULL, sizeof(*core));
@@ -29,7 +36,7 @@ struct core *core_new(const struct config *cfg, const struct core_io *io)
     /* The seed only has to be unknown to clients choosing ids; the address
      * of a heap object plus a counter is enough for that and needs no OS. */
     core->id_seed = (uint64_t)(uintptr_t)core * 0x9e3779b97f4a7c15ULL;
-    strmap_init(&core->sessions, core->id_seed);
+    strmap_init(&core->sessions, core->id_seed, session_key);
     return core;
 }
 
@@ -44,8 +51,8 @@ void core_free(struct core *core)
         return;
     /* Sessions first: their subscriptions live in the tree. */
     for (size_t i = 0; i < core->sessions.cap; i++) {
-        struct session *s = core->sessions.slots[i].value;
-        if (core->sessions.slots[i].key && s)
+        struct session *s = core->sessions.slots[i];
+        if (s)
             session_free(s);
     }
     strmap_free(&core->sessions);
@@ -87,7 +94,7 @@ struct session *core__session_find(struct core *core, const uint8_t *id, size_t 
 
 int core__session_insert(struct core *core, struct session *s)
 {
-    return strmap_put(&core->sessions, s->client_id, s->id_len, s);
+    return strmap_put(&core->sessions, s);
 }
 
 /* ---- deadlines of offline sessions ------------------------------------

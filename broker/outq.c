@@ -21,15 +21,14 @@ struct outq_chunk {
     uint8_t data[];
 };
 
-void outq_init(struct outq *q, struct mem_account *acct)
+void outq_init(struct outq *q)
 {
     memset(q, 0, sizeof(*q));
-    q->acct = acct;
 }
 
 static void chunk_free(struct outq *q, struct outq_chunk *ch)
 {
-    mem_free(q->acct, ch, sizeof(*ch) + ch->cap);
+    mem_free(NULL, ch, sizeof(*ch) + ch->cap);
 }
 
 void outq_clear(struct outq *q)
@@ -53,7 +52,7 @@ uint8_t *outq_reserve(struct outq *q, size_t len)
     if (!t || t->cap - t->len < len) {
         size_t min = t ? OUTQ_CHUNK : OUTQ_FIRST_CHUNK;
         size_t cap = len > min ? len : min;
-        struct outq_chunk *ch = mem_alloc(q->acct, sizeof(*ch) + cap);
+        struct outq_chunk *ch = mem_alloc(NULL, sizeof(*ch) + cap);
         if (!ch)
             return NULL;
         ch->next = NULL;

@@ -15,10 +15,9 @@ struct outq {
     struct outq_chunk *head, *tail;
     size_t bytes;   /* pending */
     size_t head_off; /* bytes of head already written */
-    struct mem_account *acct;
 };
 
-void outq_init(struct outq *q, struct mem_account *acct);
+void outq_init(struct outq *q);
 void outq_clear(struct outq *q);
 /* Reserves len contiguous bytes at the tail; the caller fills exactly len
  * bytes, e.g. with mqtt_encode. NULL when out of memory. */

@@ -38,6 +38,13 @@ struct pw_entry {
     char user[]; /* ulen bytes and a NUL; the map's key */
 };
 
+static const uint8_t *entry_key(const void *value, size_t *len)
+{
+    const struct pw_entry *e = value;
+    *len = e->ulen;
+    return (const uint8_t *)e->user;
+}
+
 struct passwd_db {
     struct strmap users; /* user -> struct pw_entry */
 };
@@ -216,8 +223,8 @@ void passwd_free(struct passwd_db *db)
     if (!db)
         return;
     for (size_t i = 0; i < db->users.cap; i++)
-        if (db->users.slots[i].key)
-            entry_free(db->users.slots[i].value);
+        if (db->users.slots[i])
+            entry_free(db->users.slots[i]);
     strmap_free(&db->users);
     mem_free(NULL, db, sizeof(*db));
 }
@@ -284,7 +291,7 @@ static int parse_line(struct pparse *p, struct passwd_db *db, const char *s, siz
     e->ulen = ulen;
     memcpy(e->user, u, ulen);
     e->user[ulen] = '\0';
-    if (strmap_put(&db->users, e->user, ulen, e) < 0) {
+    if (strmap_put(&db->users, e) < 0) {
         entry_free(e);
         return pfail(p, -ERR_NOMEM, "out of memory");
     }
@@ -309,7 +316,7 @@ int passwd_parse(const char *name, const char *text, size_t len, struct passwd_d
     struct passwd_db *db = mem_calloc(NULL, sizeof(*db));
     if (!db)
         return pfail(&p, -ERR_NOMEM, "out of memory");
-    strmap_init(&db->users, map_seed());
+    strmap_init(&db->users, map_seed(), entry_key);
     const char *s = text ? text : "", *end = s + (text ? len : 0);
     while (s < end) {
         const char *nl = memchr(s, '\n', (size_t)(end - s));

@@ -422,6 +422,14 @@ static uint64_t to_mono(const struct load *ld, int64_t wall, bool *past)
     return ld->now_ms + (uint64_t)left;
 }
 
+/* The loader's map key: the message's own row id, 8 bytes as stored. */
+static const uint8_t *message_pid_key(const void *value, size_t *len)
+{
+    const struct message *m = value;
+    *len = sizeof(m->pid);
+    return (const uint8_t *)&m->pid;
+}
+
 static struct message *find_msg(struct load *ld, int64_t id)
 {
     uint64_t key = (uint64_t)id;
@@ -460,7 +468,7 @@ static int load_message(struct load *ld, const struct store_row *row)
     if (!m)
         return -ERR_NOMEM;
     m->pid = id;
-    if (strmap_put(&ld->msgs, &m->pid, sizeof(m->pid), m) < 0) {
+    if (strmap_put(&ld->msgs, m) < 0) {
         message_unref(m);
         return -ERR_NOMEM;
     }
@@ -634,7 +642,7 @@ int persist_attach(struct core *core, struct store *st, uint64_t now_ms, uint64_
     p->core = core;
     p->wall_off = (int64_t)wall_ms - (int64_t)now_ms;
     struct load ld = {.core = core, .p = p, .now_ms = now_ms, .now_wall = (int64_t)wall_ms};
-    strmap_init(&ld.msgs, core->id_seed ^ 0x5bd1e995u);
+    strmap_init(&ld.msgs, core->id_seed ^ 0x5bd1e995u, message_pid_key);
     struct store_loader loader = {&ld, load_row};
     /* The hooks stay off while loading (core->persist is still NULL): what
      * is read back is not written again. */
@@ -642,7 +650,7 @@ int persist_attach(struct core *core, struct store *st, uint64_t now_ms, uint64_
     /* Bodies nothing references any more are deleted; the map's own
      * references go. */
     for (size_t i = 0; i < ld.msgs.cap; i++) {
-        struct message *m = ld.msgs.slots[i].key ? ld.msgs.slots[i].value : NULL;
+        struct message *m = ld.msgs.slots[i];
         if (!m)
             continue;
         if (!m->store_refs) {

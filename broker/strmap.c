@@ -18,10 +18,18 @@ static uint32_t hash_bytes(uint64_t seed, const uint8_t *p, size_t len)
     return (uint32_t)h;
 }
 
-void strmap_init(struct strmap *m, uint64_t seed)
+static size_t home_of(const struct strmap *m, const void *value, size_t mask)
+{
+    size_t len;
+    const uint8_t *key = m->key_of(value, &len);
+    return hash_bytes(m->seed, key, len) & mask;
+}
+
+void strmap_init(struct strmap *m, uint64_t seed, strmap_key_fn key_of)
 {
     memset(m, 0, sizeof(*m));
     m->seed = seed;
+    m->key_of = key_of;
 }
 
 void strmap_free(struct strmap *m)
@@ -31,58 +39,60 @@ void strmap_free(struct strmap *m)
     m->cap = m->count = 0;
 }
 
-static struct strmap_entry *find(const struct strmap *m, const uint8_t *key, size_t len,
-                                 uint32_t h)
+/* The slot holding key, or NULL. */
+static void **find(const struct strmap *m, const uint8_t *key, size_t len)
 {
     if (!m->cap)
         return NULL;
     size_t mask = m->cap - 1;
-    for (size_t i = h & mask;; i = (i + 1) & mask) {
-        struct strmap_entry *e = &m->slots[i];
-        if (!e->key)
+    for (size_t i = hash_bytes(m->seed, key, len) & mask;; i = (i + 1) & mask) {
+        void **slot = &m->slots[i];
+        if (!*slot)
             return NULL;
-        if (e->hash == h && e->len == len && memcmp(e->key, key, len) == 0)
-            return e;
+        size_t klen;
+        const uint8_t *k = m->key_of(*slot, &klen);
+        if (klen == len && memcmp(k, key, len) == 0)
+            return slot;
     }
 }
 
 void *strmap_get(const struct strmap *m, const void *key, size_t len)
 {
-    struct strmap_entry *e = find(m, key, len, hash_bytes(m->seed, key, len));
-    return e ? e->value : NULL;
+    void **slot = find(m, key, len);
+    return slot ? *slot : NULL;
 }
 
-static void insert_slot(struct strmap_entry *slots, size_t cap, const struct strmap_entry *src)
+static void insert_slot(const struct strmap *m, void **slots, size_t cap, void *value)
 {
     size_t mask = cap - 1;
-    size_t i = src->hash & mask;
-    while (slots[i].key)
+    size_t i = home_of(m, value, mask);
+    while (slots[i])
         i = (i + 1) & mask;
-    slots[i] = *src;
+    slots[i] = value;
 }
 
 static int grow(struct strmap *m)
 {
     size_t cap = m->cap ? m->cap * 2 : 16;
-    struct strmap_entry *slots = mem_calloc(NULL, cap * sizeof(*slots));
+    void **slots = mem_calloc(NULL, cap * sizeof(*slots));
     if (!slots)
         return -ERR_NOMEM;
     for (size_t i = 0; i < m->cap; i++)
-        if (m->slots[i].key)
-            insert_slot(slots, cap, &m->slots[i]);
+        if (m->slots[i])
+            insert_slot(m, slots, cap, m->slots[i]);
     mem_free(NULL, m->slots, m->cap * sizeof(*m->slots));
     m->slots = slots;
     m->cap = cap;
     return 0;
 }
 
-int strmap_put(struct strmap *m, const void *key, size_t len, void *value)
+int strmap_put(struct strmap *m, void *value)
 {
-    uint32_t h = hash_bytes(m->seed, key, len);
-    struct strmap_entry *e = find(m, key, len, h);
-    if (e) {
-        e->key = key; /* the new owner's bytes */
-        e->value = value;
+    size_t len;
+    const uint8_t *key = m->key_of(value, &len);
+    void **slot = find(m, key, len);
+    if (slot) {
+        *slot = value;
         return 0;
     }
     /* Load factor at most 3/4 keeps probe runs short. */
@@ -91,23 +101,22 @@ int strmap_put(struct strmap *m, const void *key, size_t len, void *value)
         if (rc < 0)
             return rc;
     }
-    struct strmap_entry ne = {.key = key, .len = (uint32_t)len, .hash = h, .value = value};
-    insert_slot(m->slots, m->cap, &ne);
+    insert_slot(m, m->slots, m->cap, value);
     m->count++;
     return 0;
 }
 
 void *strmap_del(struct strmap *m, const void *key, size_t len)
 {
-    struct strmap_entry *e = find(m, key, len, hash_bytes(m->seed, key, len));
-    if (!e)
+    void **slot = find(m, key, len);
+    if (!slot)
         return NULL;
-    void *value = e->value;
+    void *value = *slot;
     size_t mask = m->cap - 1;
-    size_t i = (size_t)(e - m->slots);
+    size_t i = (size_t)(slot - m->slots);
     /* Backward-shift deletion: no tombstones, so lookups never slow down. */
-    for (size_t j = (i + 1) & mask; m->slots[j].key; j = (j + 1) & mask) {
-        size_t home = m->slots[j].hash & mask;
+    for (size_t j = (i + 1) & mask; m->slots[j]; j = (j + 1) & mask) {
+        size_t home = home_of(m, m->slots[j], mask);
         size_t dist_j = (j - home) & mask;
         size_t dist_i = (j - i) & mask;
         if (dist_j >= dist_i) {
@@ -115,7 +124,7 @@ void *strmap_del(struct strmap *m, const void *key, size_t len)
             i = j;
         }
     }
-    memset(&m->slots[i], 0, sizeof(m->slots[i]));
+    m->slots[i] = NULL;
     m->count--;
     return value;
 }

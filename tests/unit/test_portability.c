@@ -254,7 +254,7 @@ static void test_outq_size_edges(void **state)
 {
     (void)state;
     struct outq q;
-    outq_init(&q, NULL);
+    outq_init(&q);
     /* Odd sizes around the chunk size, then one larger than a chunk. */
     static uint8_t data[40000];
     for (size_t i = 0; i < sizeof(data); i++)
@@ -283,59 +283,77 @@ static void test_outq_size_edges(void **state)
 
     /* An account limit refuses what it cannot hold, whatever size_t is. */
     struct mem_account acct = {.used = 0, .limit = 1 << 20};
-    outq_init(&q, &acct);
-    assert_null(outq_reserve(&q, (size_t)UINT32_MAX / 2));
-    assert_null(outq_reserve(&q, SIZE_MAX / 2));
+    assert_null(mem_alloc(&acct, (size_t)UINT32_MAX / 2));
+    assert_null(mem_alloc(&acct, SIZE_MAX / 2));
     assert_int_equal(acct.used, 0);
-    assert_non_null(outq_reserve(&q, 100));
-    outq_clear(&q);
+    void *small = mem_alloc(&acct, 100);
+    assert_non_null(small);
+    mem_free(&acct, small, 100);
     assert_int_equal(acct.used, 0);
 
     /* A length so large that chunk header + length wraps size_t must fail
      * too, not allocate a few bytes and hand them out as SIZE_MAX. */
-    outq_init(&q, NULL);
+    outq_init(&q);
     assert_null(outq_reserve(&q, SIZE_MAX - 4));
     assert_null(outq_reserve(&q, SIZE_MAX));
     assert_int_equal(q.bytes, 0);
     outq_clear(&q);
 }
 
+/* A map value: the key is a view at an odd offset into a shared buffer
+ * (client ids are views into packets, wherever they landed). */
+struct odd_item {
+    const char *key;
+    size_t len;
+};
+
+static const uint8_t *odd_key(const void *value, size_t *len)
+{
+    const struct odd_item *it = value;
+    *len = it->len;
+    return (const uint8_t *)it->key;
+}
+
 static void test_strmap_odd_keys_and_growth(void **state)
 {
     (void)state;
     struct strmap m;
-    strmap_init(&m, 0x0123456789ABCDEFull);
-    /* 3000 keys stored back to back at odd offsets (client ids are views
-     * into packets, wherever they landed). */
+    strmap_init(&m, 0x0123456789ABCDEFull, odd_key);
+    /* 3000 keys stored back to back at odd offsets. */
     enum { N = 3000 };
     static char keys[N * 16];
-    static size_t koff[N], klen[N];
+    static struct odd_item items[N];
     size_t at = 1;
     for (size_t i = 0; i < N; i++) {
         int w = snprintf(keys + at, 16, "client-%zu", i);
-        koff[i] = at;
-        klen[i] = (size_t)w;
+        items[i].key = keys + at;
+        items[i].len = (size_t)w;
         at += (size_t)w + 1 + (i & 1);
-        assert_int_equal(strmap_put(&m, keys + koff[i], klen[i], (void *)(uintptr_t)(i + 1)), 0);
+        assert_int_equal(strmap_put(&m, &items[i]), 0);
         /* Power-of-two capacity, load factor at most 3/4. */
         assert_int_equal(m.cap & (m.cap - 1), 0);
         assert_true(m.count * 4 <= m.cap * 3);
     }
     assert_int_equal(m.count, N);
     for (size_t i = 0; i < N; i++)
-        assert_int_equal((uintptr_t)strmap_get(&m, keys + koff[i], klen[i]), i + 1);
+        assert_ptr_equal(strmap_get(&m, items[i].key, items[i].len), &items[i]);
     for (size_t i = 0; i < N; i += 2)
-        assert_int_equal((uintptr_t)strmap_del(&m, keys + koff[i], klen[i]), i + 1);
+        assert_ptr_equal(strmap_del(&m, items[i].key, items[i].len), &items[i]);
     assert_int_equal(m.count, N / 2);
     for (size_t i = 0; i < N; i++) {
-        void *v = strmap_get(&m, keys + koff[i], klen[i]);
+        void *v = strmap_get(&m, items[i].key, items[i].len);
         if (i % 2)
-            assert_int_equal((uintptr_t)v, i + 1);
+            assert_ptr_equal(v, &items[i]);
         else
             assert_null(v);
     }
+    /* An equal key replaces the value. */
+    struct odd_item again = {"client-1", 8};
+    assert_int_equal(strmap_put(&m, &again), 0);
+    assert_int_equal(m.count, N / 2);
+    assert_ptr_equal(strmap_get(&m, "client-1", 8), &again);
     /* The table's byte size fits size_t on 32 bits with room to spare. */
-    assert_true(m.cap <= SIZE_MAX / sizeof(struct strmap_entry));
+    assert_true(m.cap <= SIZE_MAX / sizeof(*m.slots));
     strmap_free(&m);
     assert_int_equal(m.count, 0);
 }
