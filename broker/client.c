@@ -860,8 +860,9 @@ static int on_publish(struct client *c, const struct mqtt_packet *p, uint64_t no
             if (!reached)
                 reason = 0x10; /* no matching subscribers (a success) */
             if (core->congestion_hit && !c->throttle) {
-                /* A subscriber's queue is full: read no more from this
-                 * publisher until it drains (core_io.congestion_cleared). */
+                /* A subscriber's queue is full, or its fan-out goes out in
+                 * slices: read no more from this publisher until that is over
+                 * (core_io.congestion_cleared). */
                 c->throttle = true;
                 core->stats.publisher_throttles++;
             }

@@ -401,6 +401,12 @@ static void dispatch(struct conn *cn, const uint8_t *pkt, size_t len)
     }
 }
 
+/* core_io: a fan-out continues in the deferred pass. */
+static void conn_fanout_pending(void *ctx)
+{
+    schedule(ctx);
+}
+
 /* core_io: no subscriber queue is over its limit now: read them again. */
 static void conn_congestion_cleared(void *ctx)
 {
@@ -894,6 +900,8 @@ static void on_defer(void *arg)
     struct conn_set *cs = arg;
     struct dlink work;
     struct dlink *n;
+    /* A slice of a large fan-out first, so this pass flushes it. */
+    bool fanout_left = core_fanout_run(cs->core, loop_now_ms(cs->loop), CONN_FANOUT_SLICE);
     uint64_t t0 = platform_now_us();
 
     dl_take(&cs->rep, &work);
@@ -927,7 +935,7 @@ static void on_defer(void *arg)
     while ((n = dl_pop(&work)))
         dl_push(&cs->cls, n);
 
-    if (!dl_empty(&cs->rep) || !dl_empty(&cs->pend) || !dl_empty(&cs->cls))
+    if (fanout_left || !dl_empty(&cs->rep) || !dl_empty(&cs->pend) || !dl_empty(&cs->cls))
         schedule(cs);
 }
 
@@ -983,6 +991,7 @@ void conn_set_io(struct conn_set *cs, struct core_io *io)
     io->wants_write = conn_wants_write;
     io->close = conn_close;
     io->congestion_cleared = conn_congestion_cleared;
+    io->fanout_pending = conn_fanout_pending;
 }
 
 void conn_set_core(struct conn_set *cs, struct core *core)

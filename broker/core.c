@@ -49,7 +49,9 @@ void core_free(struct core *core)
 {
     if (!core)
         return;
-    /* Sessions first: their subscriptions live in the tree. */
+    /* Jobs first: they hold sessions. Then sessions: their subscriptions
+     * live in the tree. */
+    fanout__free_all(core);
     for (size_t i = 0; i < core->sessions.cap; i++) {
         struct session *s = core->sessions.slots[i];
         if (s)

@@ -23,6 +23,10 @@ struct core_io {
      * were throttled (client_throttle_requested) may be read again. May be
      * NULL. */
     void (*congestion_cleared)(void *ctx);
+    /* A fan-out too large for one callback was left for later turns: call
+     * core_fanout_run from the deferred pass. NULL: every fan-out is
+     * delivered whole, at once. */
+    void (*fanout_pending)(void *ctx);
 };
 
 struct core_stats {
@@ -34,6 +38,7 @@ struct core_stats {
     uint64_t messages_dropped;     /* queue limits, expiry, too large, slow readers */
     uint64_t slow_consumers;       /* times a client went over the out-queue soft limit */
     uint64_t publisher_throttles;  /* times a publisher was paused for a full subscriber queue */
+    uint64_t fanout_jobs;          /* fan-outs too large for one callback, sliced over turns */
     uint64_t bytes_received;
     uint64_t bytes_sent;
     uint64_t publish_received;
@@ -75,5 +80,9 @@ struct core_stats *core_stats(struct core *core);
  * call (retained, QoS 0): mosquitto's names, plus loop/busy (percent),
  * loop/longest_ms and loop/longest_what. Call every sys_interval. */
 void core_publish_sys(struct core *core, const struct sys_figures *f, uint64_t now_ms);
+
+/* Delivers up to max deliveries of pending fan-out jobs, oldest first.
+ * Returns whether any remain (call again next turn). */
+bool core_fanout_run(struct core *core, uint64_t now_ms, uint32_t max);
 
 #endif

@@ -54,6 +54,8 @@ struct core {
     struct sys_state sys;
     uint32_t congested;   /* online sessions whose queue is over its limit */
     bool congestion_hit;  /* the current publish reached a congested session */
+    /* Fan-outs continuing in later turns (fanout.c), oldest first. */
+    struct fanout_job *fan_head, *fan_tail;
     /* Who may connect and what they may do (auth.h), when per_listener_settings
      * is false; NULL = everyone, everything. Owned by main.c, which swaps it
      * on SIGHUP (core_set_auth). */
@@ -70,6 +72,16 @@ struct core {
  * retained). Takes no reference of its own beyond what queues keep.
  * Returns how many sessions it reached. */
 uint32_t router_publish(struct core *core, struct message *msg, uint64_t now_ms);
+
+/* Fan-out slicing (fanout.c). The router delivers this many targets of one
+ * message at once; the rest, if any, become a job for later turns. */
+#define ROUTER_INLINE_DELIVERIES 1024u
+/* Queues a job for n targets of msg (references taken, publishers
+ * throttled until it is done). Returns 0, or a negative error when the
+ * caller must deliver them itself. */
+int fanout__defer(struct core *core, struct message *msg, const struct route_target *t,
+                  uint32_t n);
+void fanout__free_all(struct core *core);
 /* Send the retained messages matching a new subscription to s. */
 void router_send_retained(struct core *core, struct session *s, const uint8_t *filter,
                           size_t len, uint8_t sub_qos, uint32_t sub_id, uint64_t now_ms);

@@ -51,6 +51,13 @@ size_t metrics_format(const struct metrics_figures *f, char *buf, size_t cap)
             c->messages_dropped);
     COUNTER(&o, "slow_consumers_total", "Times a client's out-queue went over its soft limit.",
             c->slow_consumers);
+    COUNTER(&o, "publisher_throttles_total",
+            "Times a publisher was not read because a subscriber's queue was full or its "
+            "fan-out was being sliced.",
+            c->publisher_throttles);
+    COUNTER(&o, "fanout_jobs_total",
+            "PUBLISHes whose fan-out was too large for one loop callback and went out in slices.",
+            c->fanout_jobs);
     COUNTER(&o, "bytes_received_total", "Bytes read from clients.", c->bytes_received);
     COUNTER(&o, "bytes_sent_total", "Bytes written to clients.", c->bytes_sent);
     GAUGE(&o, "retained_messages", "Retained messages stored.", c->retained_count);

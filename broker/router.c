@@ -93,6 +93,11 @@ uint32_t router_publish(struct core *core, struct message *msg, uint64_t now_ms)
     core->ntargets = 0;
     struct route_ctx rc = {core, msg};
     topic_tree_match(core->subs, msg->topic, msg->topic_len, on_match, member_online, &rc);
+    /* Past ROUTER_INLINE_DELIVERIES, targets are compacted to the front
+     * of the array for a fan-out job; sessions kept in the store are
+     * always served now (their records must precede the PUBACK). */
+    bool may_defer = core->io.fanout_pending != NULL;
+    uint32_t now_done = 0, later = 0;
     for (uint32_t i = 0; i < core->ntargets; i++) {
         struct route_target *t = &core->targets[i];
         if (msg->qos < t->spec.qos)
@@ -103,7 +108,19 @@ uint32_t router_publish(struct core *core, struct message *msg, uint64_t now_ms)
         t->spec.shared = !t->plain;
         if (!may_read(core, t->session, msg))
             continue;
+        if (may_defer && now_done >= ROUTER_INLINE_DELIVERIES && !t->session->persist) {
+            core->targets[later++] = *t;
+            continue;
+        }
         session_deliver(t->session, msg, &t->spec, now_ms);
+        now_done++;
+    }
+    if (later) {
+        if (fanout__defer(core, msg, core->targets, later) == 0)
+            core->congestion_hit = true; /* throttles its publisher */
+        else
+            for (uint32_t i = 0; i < later; i++)
+                session_deliver(core->targets[i].session, msg, &core->targets[i].spec, now_ms);
     }
     uint32_t reached = core->ntargets;
     core->ntargets = 0;

@@ -79,7 +79,24 @@ void session_free(struct session *s)
         mem_free(NULL, x, sizeof(*x));
     }
     mem_strfree(NULL, s->username);
+    if (s->job_refs) {
+        /* A fan-out slice still lists it: the struct waits, inert. */
+        s->subs = NULL;
+        s->nsubs = s->subs_cap = 0;
+        s->x = NULL;
+        s->username = NULL;
+        s->client = NULL;
+        s->online = false;
+        s->dead = true;
+        return;
+    }
     mem_free(NULL, s, sizeof(*s) + (size_t)s->id_len + 1);
+}
+
+void session_job_release(struct session *s)
+{
+    if (--s->job_refs == 0 && s->dead)
+        mem_free(NULL, s, sizeof(*s) + (size_t)s->id_len + 1);
 }
 
 /* ---- sending ---------------------------------------------------------- */

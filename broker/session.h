@@ -101,10 +101,15 @@ struct session {
     uint32_t heap_idx;   /* 1-based place in the core's deadline heap; 0 = none */
     uint32_t route_slot; /* routing: its place in core->targets, if this publish reached it */
     uint16_t id_len;
-    bool online;
+    /* Bits, in the two bytes before client_id: */
+    uint16_t online : 1;
     /* Persistence (persist.c): written to the store (expiry > 0 and
      * persistence on). Clean sessions never touch the store. */
-    bool persist;
+    uint16_t persist : 1;
+    /* Fan-out slices still to deliver to it (fanout.c) keep the struct
+     * alive past session_free, which then only marks it dead. */
+    uint16_t dead : 1;
+    uint16_t job_refs : 13;
     /* NUL-terminated, in the same allocation: one block per session. */
     char client_id[];
 };
@@ -113,6 +118,9 @@ struct session *session_new(struct core *core, const uint8_t *client_id, size_t 
 /* Drops subscriptions, queued and inflight messages. Not in the core's
  * table any more (core removes it). */
 void session_free(struct session *s);
+/* A fan-out slice is done with s: frees it if session_free came first. */
+void session_job_release(struct session *s);
+#define SESSION_JOB_REFS_MAX 8191u
 
 /* The extra part, allocated on first use; NULL when out of memory (the
  * caller fails what needed it). */

@@ -31,6 +31,25 @@ def raise_fd_limit(want):
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def _split_frame(buf):
+    """(packet type, body, rest) for the first whole MQTT packet, or None."""
+    if len(buf) < 2:
+        return None
+    n, mult, i = 0, 1, 1
+    while True:
+        if i >= len(buf):
+            return None
+        b = buf[i]
+        n += (b & 0x7F) * mult
+        mult *= 128
+        i += 1
+        if not b & 0x80:
+            break
+    if len(buf) < i + n:
+        return None
+    return buf[0] >> 4, buf[i:i + n], buf[i + n:]
+
+
 class Reader(threading.Thread):
     """A subscriber that reads everything on its own thread."""
 
@@ -178,6 +197,69 @@ class Fairness(BrokerTestCase):
             self.assertLess(took, 90.0)
             # the broker still serves a normal pair with 10,000 clients connected
             self.broker_works_quickly()
+        finally:
+            sel.close()
+            for s in socks:
+                s.close()
+
+    @broker_config(max_connections=-1)
+    def test_wide_fanout_reaches_everyone_in_order(self):
+        """3,000 subscribers of one topic: more than one loop callback may
+        serve (loopbot slices such a fan-out over turns). Every subscriber
+        gets every message, once and in order, and the broker keeps serving
+        a normal pair meanwhile."""
+        want = 3000
+        limit = raise_fd_limit(want + 200)
+        if limit < want + 100:
+            self.skipTest("open files limit %d is too low" % limit)
+        hello = connect_packet("", 4, 60, True) + subscribe_packet(1, [("wide/t", 1)])
+        socks, bufs, seen, got = [], [], [], []
+        sel = selectors.DefaultSelector()
+        try:
+            for i in range(want):
+                s = socket.create_connection((HOST, self.broker.port))
+                s.sendall(hello)
+                s.setblocking(False)
+                socks.append(s)
+                bufs.append(b"")
+                seen.append(set())
+                got.append([])
+                sel.register(s, selectors.EVENT_READ, i)
+
+            def pump(done, budget):
+                deadline = time.monotonic() + budget
+                while not done() and time.monotonic() < deadline:
+                    for key, _ in sel.select(0.2):
+                        i = key.data
+                        try:
+                            data = socks[i].recv(65536)
+                        except BlockingIOError:
+                            continue
+                        if not data:
+                            self.fail("subscriber %d was disconnected" % i)
+                        bufs[i] += data
+                        while True:
+                            frame = _split_frame(bufs[i])
+                            if frame is None:
+                                break
+                            ptype, body, bufs[i] = frame
+                            seen[i].add(ptype)
+                            if ptype == 3:
+                                tlen = int.from_bytes(body[:2], "big")
+                                mid = body[2 + tlen:4 + tlen]
+                                got[i].append(body[4 + tlen:])
+                                socks[i].sendall(b"\x40\x02" + mid)  # PUBACK
+
+            pump(lambda: all(0x9 in x for x in seen), 60)
+            self.assertTrue(all(0x9 in x for x in seen), "not every SUBACK arrived")
+            pub = self.quiet_raw("wide-pub")
+            for k in range(3):
+                pub.publish("wide/t", b"m%d" % k, qos=1, mid=k + 1)  # waits for PUBACK
+            self.broker_works_quickly()
+            pump(lambda: all(len(g) >= 3 for g in got), 60)
+            bad = [i for i in range(want) if got[i] != [b"m0", b"m1", b"m2"]]
+            self.assertEqual(bad, [], "%d subscribers got something else, e.g. %r"
+                             % (len(bad), got[bad[0]] if bad else None))
         finally:
             sel.close()
             for s in socks:

@@ -55,6 +55,14 @@ static void fake_congestion_cleared(void *ctx)
     congestion_cleared_calls++;
 }
 
+static int fanout_pending_calls;
+
+static void fake_fanout_pending(void *ctx)
+{
+    (void)ctx;
+    fanout_pending_calls++;
+}
+
 static struct config cfg;
 static struct core *core;
 static uint64_t now;
@@ -74,8 +82,9 @@ static int setup(void **state)
     log__mask = LOG_T_ERROR | LOG_T_WARNING;
     base_config();
     static const struct core_io io = {NULL, fake_wants_write, fake_close,
-                                      fake_congestion_cleared};
+                                      fake_congestion_cleared, fake_fanout_pending};
     congestion_cleared_calls = 0;
+    fanout_pending_calls = 0;
     core = core_new(&cfg, &io);
     assert_non_null(core);
     now = 1000000;
@@ -1102,6 +1111,50 @@ static void test_full_queue_throttles_publisher(void **state)
     assert_int_equal(congestion_cleared_calls, 1);
 }
 
+/* One PUBLISH to more sessions than one callback may serve: the first
+ * ROUTER_INLINE_DELIVERIES at once, the rest in slices (core_fanout_run)
+ * with the publisher throttled until the last one; a session destroyed
+ * before its slice is skipped and freed by the slice (ASan, and teardown's
+ * leak check, watch this). */
+static void test_large_fanout_is_sliced(void **state)
+{
+    (void)state;
+    enum { N = ROUTER_INLINE_DELIVERIES + 100 };
+    char id[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof(id), "s%d", i);
+        struct fake_conn *fc = connect_as(0, MQTT_V311, id, false, false);
+        subscribe(fc, "big", 1, 1);
+        close_conn(fc, -ERR_PEER_CLOSED); /* offline, kept: queues QoS 1 */
+    }
+    struct fake_conn *pub = connect_as(1, MQTT_V311, "pub", true, false);
+    struct mqtt_packet a;
+    assert_int_equal(publish(pub, "big", "hello", 1, false, 1), 0);
+    expect_type(pub, MQTT_PUBACK, &a);
+    assert_int_equal(fanout_pending_calls, 1);
+    assert_int_equal(core_stats(core)->fanout_jobs, 1);
+    assert_true(client_throttle_requested(pub->c));
+    /* Every other session ends before the slices run: a clean start
+     * discards the old one (deferred or not). */
+    for (int i = 1; i < N - 1; i += 2) {
+        snprintf(id, sizeof(id), "s%d", i);
+        struct fake_conn *fc = connect_as(2, MQTT_V311, id, true, false);
+        close_conn(fc, -ERR_PEER_CLOSED);
+    }
+    assert_true(core_fanout_run(core, now, 10));
+    assert_int_equal(congestion_cleared_calls, 0);
+    while (core_fanout_run(core, now, 10))
+        ;
+    assert_int_equal(congestion_cleared_calls, 1);
+    assert_false(core_fanout_run(core, now, 10));
+    /* The first and the last session (inline and sliced) have it. */
+    snprintf(id, sizeof(id), "s%d", N - 1);
+    struct fake_conn *last = connect_as(3, MQTT_V311, id, false, true);
+    expect_publish(last, "big", "hello", 1, NULL);
+    struct fake_conn *first = connect_as(4, MQTT_V311, "s0", false, true);
+    expect_publish(first, "big", "hello", 1, NULL);
+}
+
 /* With persistence on, acknowledgements wait for the store to commit what
  * their packet caused, and keep their order. */
 static void test_acks_wait_for_commit(void **state)
@@ -1345,6 +1398,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_slow_consumer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sys_topics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_queue_throttles_publisher, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_large_fanout_is_sliced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_acks_wait_for_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_allocation_failures, setup, teardown),
     };
