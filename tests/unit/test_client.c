@@ -240,14 +240,22 @@ static struct fake_conn *connect_with(int i, const char *id, const struct mqtt_p
     return fc;
 }
 
+/* A SUBSCRIBE for one filter; *f and *options must outlive the packet. */
+static struct mqtt_packet subscribe_pkt(uint16_t packet_id, const struct mqtt_bytes *f,
+                                        const uint8_t *options)
+{
+    struct mqtt_packet p = {.type = MQTT_SUBSCRIBE, .flags = 2};
+    p.u.subscribe.packet_id = packet_id;
+    p.u.subscribe.count = 1;
+    p.u.subscribe.filters = f;
+    p.u.subscribe.options = options;
+    return p;
+}
+
 static void subscribe(struct fake_conn *fc, const char *filter, uint8_t options, uint8_t granted)
 {
     struct mqtt_bytes f = {(const uint8_t *)filter, (uint32_t)strlen(filter)};
-    struct mqtt_packet p = {.type = MQTT_SUBSCRIBE, .flags = 2};
-    p.u.subscribe.packet_id = 7;
-    p.u.subscribe.count = 1;
-    p.u.subscribe.filters = &f;
-    p.u.subscribe.options = &options;
+    struct mqtt_packet p = subscribe_pkt(7, &f, &options);
     assert_int_equal(send_pkt(fc, &p), 0);
     struct mqtt_packet ack;
     expect_type(fc, MQTT_SUBACK, &ack);
@@ -965,11 +973,7 @@ static void test_subscription_ids_and_user_properties(void **state)
     struct fake_conn *sub = connect_as(0, MQTT_V5, "sub", true, false);
     struct mqtt_bytes f = {(const uint8_t *)"r/#", 3};
     uint8_t opt = 0;
-    struct mqtt_packet s = {.type = MQTT_SUBSCRIBE, .flags = 2};
-    s.u.subscribe.packet_id = 3;
-    s.u.subscribe.count = 1;
-    s.u.subscribe.filters = &f;
-    s.u.subscribe.options = &opt;
+    struct mqtt_packet s = subscribe_pkt(3, &f, &opt);
     s.u.subscribe.props.present = MQTT_PROP_BIT(MQTT_PROP_SUBSCRIPTION_ID);
     s.u.subscribe.props.sub_id = 42;
     assert_int_equal(send_pkt(sub, &s), 0);
@@ -1195,11 +1199,7 @@ static void scenario(void)
         return;
     struct mqtt_bytes f = {(const uint8_t *)"t/#", 3};
     uint8_t opt = 1;
-    struct mqtt_packet s = {.type = MQTT_SUBSCRIBE, .flags = 2};
-    s.u.subscribe.packet_id = 1;
-    s.u.subscribe.count = 1;
-    s.u.subscribe.filters = &f;
-    s.u.subscribe.options = &opt;
+    struct mqtt_packet s = subscribe_pkt(1, &f, &opt);
     (void)send_pkt(sub, &s);
     close_conn(sub, -ERR_IO);
     struct fake_conn *pub = try_open(1);
@@ -1249,11 +1249,7 @@ static void scenario_v5(void)
         return;
     struct mqtt_bytes f = {(const uint8_t *)"$share/g/s/#", 12};
     uint8_t opt = 1;
-    struct mqtt_packet sub = {.type = MQTT_SUBSCRIBE, .flags = 2};
-    sub.u.subscribe.packet_id = 1;
-    sub.u.subscribe.count = 1;
-    sub.u.subscribe.filters = &f;
-    sub.u.subscribe.options = &opt;
+    struct mqtt_packet sub = subscribe_pkt(1, &f, &opt);
     (void)send_pkt(a, &sub);
     (void)send_pkt(b, &sub);
     struct mqtt_props props = {.present = MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS), .topic_alias = 1};
@@ -1299,11 +1295,7 @@ static void scenario_slow(void)
         return;
     struct mqtt_bytes f = {(const uint8_t *)"t", 1};
     uint8_t opt = 0;
-    struct mqtt_packet s = {.type = MQTT_SUBSCRIBE, .flags = 2};
-    s.u.subscribe.packet_id = 1;
-    s.u.subscribe.count = 1;
-    s.u.subscribe.filters = &f;
-    s.u.subscribe.options = &opt;
+    struct mqtt_packet s = subscribe_pkt(1, &f, &opt);
     if (send_pkt(sub, &s) < 0)
         return;
     for (int i = 0; i < 6; i++) /* 1 MiB unread after the 4th */
