@@ -855,7 +855,9 @@ static int on_publish(struct client *c, const struct mqtt_packet *p, uint64_t no
             why = -ERR_NOMEM;
         } else {
             core->congestion_hit = false;
+            core->routing_client = true;
             uint32_t reached = router_publish(core, m, now_ms);
+            core->routing_client = false;
             message_unref(m);
             if (!reached)
                 reason = 0x10; /* no matching subscribers (a success) */

@@ -56,6 +56,9 @@ struct core {
     bool congestion_hit;  /* the current publish reached a congested session */
     /* Fan-outs continuing in later turns (fanout.c), oldest first. */
     struct fanout_job *fan_head, *fan_tail;
+    /* The message being routed came from a client's PUBLISH (which can be
+     * throttled), not from the broker itself (a will, $SYS). */
+    bool routing_client;
     /* Who may connect and what they may do (auth.h), when per_listener_settings
      * is false; NULL = everyone, everything. Owned by main.c, which swaps it
      * on SIGHUP (core_set_auth). */

@@ -7,7 +7,8 @@
  * Ordering: the publisher is throttled (not read) from the moment its job
  * starts until every job is done, through the core's congestion count, so
  * its next message cannot overtake this one [MQTT-4.6.0-5]; jobs run in
- * order. Lifetime: the job holds the message and a reference on each
+ * order, and the broker's own messages (wills, $SYS), which have no
+ * publisher to hold back, go whole into a job while any is pending. Lifetime: the job holds the message and a reference on each
  * session it still has to reach (session_free leaves a referenced session
  * inert and dead; the slice skips it and frees it). Durability: sessions
  * kept in the store are always delivered inline, so the records a QoS 1/2

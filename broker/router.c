@@ -97,6 +97,10 @@ uint32_t router_publish(struct core *core, struct message *msg, uint64_t now_ms)
      * of the array for a fan-out job; sessions kept in the store are
      * always served now (their records must precede the PUBACK). */
     bool may_defer = core->io.fanout_pending != NULL;
+    /* The broker's own messages (wills, $SYS) have no publisher to hold
+     * back: while slices are pending they queue behind them whole, so a
+     * later one cannot overtake an earlier one's slices. */
+    uint32_t inline_max = core->fan_head && !core->routing_client ? 0 : ROUTER_INLINE_DELIVERIES;
     uint32_t now_done = 0, later = 0;
     for (uint32_t i = 0; i < core->ntargets; i++) {
         struct route_target *t = &core->targets[i];
@@ -108,7 +112,7 @@ uint32_t router_publish(struct core *core, struct message *msg, uint64_t now_ms)
         t->spec.shared = !t->plain;
         if (!may_read(core, t->session, msg))
             continue;
-        if (may_defer && now_done >= ROUTER_INLINE_DELIVERIES && !t->session->persist) {
+        if (may_defer && now_done >= inline_max && !t->session->persist) {
             core->targets[later++] = *t;
             continue;
         }

@@ -1159,6 +1159,45 @@ static void test_large_fanout_is_sliced(void **state)
     expect_publish(first, "big", "hello", 1, NULL);
 }
 
+/* A will (the broker's own message: no publisher to hold back) routed while
+ * a sliced fan-out is pending queues behind it whole: a session that the
+ * pending slices still have to reach gets the earlier message first. */
+static void test_will_waits_behind_pending_slices(void **state)
+{
+    (void)state;
+    enum { N = ROUTER_INLINE_DELIVERIES + 10 };
+    char id[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof(id), "s%d", i);
+        struct fake_conn *fc = connect_as(0, MQTT_V311, id, false, false);
+        subscribe(fc, "big", 1, 1);
+        if (i == N - 1)
+            subscribe(fc, "small", 1, 1);
+        close_conn(fc, -ERR_PEER_CLOSED);
+    }
+    struct fake_conn *pub = connect_as(1, MQTT_V311, "pub", true, false);
+    struct mqtt_packet a;
+    assert_int_equal(publish(pub, "big", "first", 1, false, 1), 0);
+    expect_type(pub, MQTT_PUBACK, &a);
+    assert_int_equal(core_stats(core)->fanout_jobs, 1);
+    struct fake_conn *w = open_conn(2);
+    w->version = MQTT_V311;
+    struct mqtt_packet p = connect_pkt(MQTT_V311, "dev", true);
+    set_will(&p, "small", "will");
+    p.u.connect.will_qos = 1;
+    assert_int_equal(send_pkt(w, &p), 0);
+    expect_type(w, MQTT_CONNACK, &a);
+    close_conn(w, -ERR_IO); /* the will goes out, behind the slices */
+    assert_int_equal(core_stats(core)->fanout_jobs, 2);
+    while (core_fanout_run(core, now, 100))
+        ;
+    snprintf(id, sizeof(id), "s%d", N - 1);
+    struct fake_conn *last = connect_as(3, MQTT_V311, id, false, true);
+    struct mqtt_packet m;
+    expect_publish(last, "big", "first", 1, &m);
+    expect_publish(last, "small", "will", 1, &m);
+}
+
 /* With persistence on, acknowledgements wait for the store to commit what
  * their packet caused, and keep their order. */
 static void test_acks_wait_for_commit(void **state)
@@ -1391,6 +1430,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sys_topics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_queue_throttles_publisher, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_fanout_is_sliced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_will_waits_behind_pending_slices, setup, teardown),
         cmocka_unit_test_setup_teardown(test_acks_wait_for_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_allocation_failures, setup, teardown),
     };
