@@ -1115,6 +1115,21 @@ static void test_full_queue_throttles_publisher(void **state)
     assert_int_equal(congestion_cleared_calls, 1);
 }
 
+/* n offline sessions "s0".."s<n-1>", kept (they queue QoS 1), each
+ * subscribed to "big" at QoS 1; the last one to also_last too (if set). */
+static void offline_subscribers(int n, const char *also_last)
+{
+    char id[32];
+    for (int i = 0; i < n; i++) {
+        snprintf(id, sizeof(id), "s%d", i);
+        struct fake_conn *fc = connect_as(0, MQTT_V311, id, false, false);
+        subscribe(fc, "big", 1, 1);
+        if (also_last && i == n - 1)
+            subscribe(fc, also_last, 1, 1);
+        close_conn(fc, -ERR_PEER_CLOSED);
+    }
+}
+
 /* One PUBLISH to more sessions than one callback may serve: the first
  * ROUTER_INLINE_DELIVERIES at once, the rest in slices (core_fanout_run)
  * with the publisher throttled until the last one; a session destroyed
@@ -1125,12 +1140,7 @@ static void test_large_fanout_is_sliced(void **state)
     (void)state;
     enum { N = ROUTER_INLINE_DELIVERIES + 100 };
     char id[32];
-    for (int i = 0; i < N; i++) {
-        snprintf(id, sizeof(id), "s%d", i);
-        struct fake_conn *fc = connect_as(0, MQTT_V311, id, false, false);
-        subscribe(fc, "big", 1, 1);
-        close_conn(fc, -ERR_PEER_CLOSED); /* offline, kept: queues QoS 1 */
-    }
+    offline_subscribers(N, NULL);
     struct fake_conn *pub = connect_as(1, MQTT_V311, "pub", true, false);
     struct mqtt_packet a;
     assert_int_equal(publish(pub, "big", "hello", 1, false, 1), 0);
@@ -1167,14 +1177,7 @@ static void test_will_waits_behind_pending_slices(void **state)
     (void)state;
     enum { N = ROUTER_INLINE_DELIVERIES + 10 };
     char id[32];
-    for (int i = 0; i < N; i++) {
-        snprintf(id, sizeof(id), "s%d", i);
-        struct fake_conn *fc = connect_as(0, MQTT_V311, id, false, false);
-        subscribe(fc, "big", 1, 1);
-        if (i == N - 1)
-            subscribe(fc, "small", 1, 1);
-        close_conn(fc, -ERR_PEER_CLOSED);
-    }
+    offline_subscribers(N, "small");
     struct fake_conn *pub = connect_as(1, MQTT_V311, "pub", true, false);
     struct mqtt_packet a;
     assert_int_equal(publish(pub, "big", "first", 1, false, 1), 0);
