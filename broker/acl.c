@@ -232,13 +232,10 @@ static int line_topic(struct aparse *p, const char *kw, bool pattern, const char
 static int parse_line(struct aparse *p, const char *s, size_t n)
 {
     const char *end = s + n;
-    if (memchr(s, '\0', n))
+    int content = text_line_content(&s, &end);
+    if (content < 0)
         return afail(p, -ERR_CONFIG, "line contains a NUL byte (not a text file?)");
-    while (s < end && text_is_blank(*s))
-        s++;
-    while (end > s && text_is_blank(end[-1]))
-        end--;
-    if (s == end || *s == '#')
+    if (!content)
         return 0;
     const char *kw;
     size_t kn = text_next_word(&s, end, &kw);
@@ -268,16 +265,15 @@ int acl_parse(const char *name, const char *text, size_t len, struct acl **out, 
     strmap_init(&p.acl->users, seed, user_key);
     p.cur = &p.acl->anon;
     const char *s = text ? text : "", *end = s + (text ? len : 0);
-    while (s < end) {
-        const char *nl = memchr(s, '\n', (size_t)(end - s));
-        const char *eol = nl ? nl : end;
+    const char *line;
+    size_t n;
+    while (text_next_line(&s, end, &line, &n)) {
         p.line++;
-        int rc = parse_line(&p, s, (size_t)(eol - s));
+        int rc = parse_line(&p, line, n);
         if (rc < 0) {
             acl_free(p.acl);
             return rc;
         }
-        s = nl ? nl + 1 : end;
     }
     *out = p.acl;
     return 0;

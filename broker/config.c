@@ -860,13 +860,10 @@ static bool is_mosquitto_option(const char *k, size_t n)
 static int parse_line(struct parser *p, const char *s, size_t n)
 {
     const char *end = s + n;
-    if (memchr(s, '\0', n))
+    int content = text_line_content(&s, &end);
+    if (content < 0)
         return fail(p, "line contains a NUL byte (is this a text file, not UTF-16 or binary?)");
-    while (s < end && text_is_blank(*s))
-        s++;
-    while (end > s && text_is_blank(end[-1]))
-        end--;
-    if (s == end || *s == '#')
+    if (!content)
         return 0;
     const char *key;
     size_t keylen = text_next_word(&s, end, &key);
@@ -890,14 +887,13 @@ static int parse_text(struct parser *p, const char *text, size_t len)
     /* A UTF-8 byte order mark, as some editors write: not part of the key. */
     if (len >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0)
         s += 3;
-    while (s < end) {
-        const char *nl = memchr(s, '\n', (size_t)(end - s));
-        const char *eol = nl ? nl : end;
+    const char *line;
+    size_t n;
+    while (text_next_line(&s, end, &line, &n)) {
         p->line++;
-        int rc = parse_line(p, s, (size_t)(eol - s));
+        int rc = parse_line(p, line, n);
         if (rc < 0)
             return rc;
-        s = nl ? nl + 1 : end;
     }
     return 0;
 }

@@ -89,17 +89,12 @@ static bool ct_equal(const uint8_t *a, const uint8_t *b, size_t n)
     return d == 0;
 }
 
-static bool is_blank(char ch)
-{
-    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\v' || ch == '\f' || ch == '\n';
-}
-
 static bool b64_decode(const char *s, size_t n, uint8_t *out, size_t cap, size_t *olen)
 {
     if (n == 0)
         return false;
     for (size_t i = 0; i < n; i++) /* mbedTLS skips blanks inside; we do not */
-        if (is_blank(s[i]))
+        if (text_is_blank(s[i]))
             return false;
     return mbedtls_base64_decode(out, cap, olen, (const unsigned char *)s, n) == 0;
 }
@@ -254,19 +249,16 @@ static int pfail(struct pparse *p, int rc, const char *fmt, ...)
 static int parse_line(struct pparse *p, struct passwd_db *db, const char *s, size_t n)
 {
     const char *end = s + n;
-    if (memchr(s, '\0', n))
+    int content = text_line_content(&s, &end);
+    if (content < 0)
         return pfail(p, -ERR_CONFIG, "line contains a NUL byte (not a text file?)");
-    while (s < end && is_blank(*s))
-        s++;
-    while (end > s && is_blank(end[-1]))
-        end--;
-    if (s == end || *s == '#')
+    if (!content)
         return 0;
     const char *colon = memchr(s, ':', (size_t)(end - s));
     if (!colon)
         return pfail(p, -ERR_CONFIG, "expected 'username:hash', got '%.*s%s'", SHOW(s, (size_t)(end - s)));
     const char *u = s, *uend = colon;
-    while (uend > u && is_blank(uend[-1]))
+    while (uend > u && text_is_blank(uend[-1]))
         uend--;
     size_t ulen = (size_t)(uend - u);
     if (ulen == 0)
@@ -274,7 +266,7 @@ static int parse_line(struct pparse *p, struct passwd_db *db, const char *s, siz
     if (ulen > USER_MAX)
         return pfail(p, -ERR_CONFIG, "username longer than 65535 bytes");
     const char *f = colon + 1;
-    while (f < end && is_blank(*f))
+    while (f < end && text_is_blank(*f))
         f++;
     if (f == end)
         return pfail(p, -ERR_CONFIG, "user '%.*s%s' has no password hash", SHOW(u, ulen));
@@ -318,16 +310,15 @@ int passwd_parse(const char *name, const char *text, size_t len, struct passwd_d
         return pfail(&p, -ERR_NOMEM, "out of memory");
     strmap_init(&db->users, map_seed(), entry_key);
     const char *s = text ? text : "", *end = s + (text ? len : 0);
-    while (s < end) {
-        const char *nl = memchr(s, '\n', (size_t)(end - s));
-        const char *eol = nl ? nl : end;
+    const char *line;
+    size_t n;
+    while (text_next_line(&s, end, &line, &n)) {
         p.line++;
-        int rc = parse_line(&p, db, s, (size_t)(eol - s));
+        int rc = parse_line(&p, db, line, n);
         if (rc < 0) {
             passwd_free(db);
             return rc;
         }
-        s = nl ? nl + 1 : end;
     }
     *out = db;
     return 0;
