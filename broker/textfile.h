@@ -1,7 +1,6 @@
 /* What the parsers of loopbot's text files (mosquitto.conf, password files,
  * ACL files) share: splitting text into lines and lines into words, and
- * "file:line: reason"
- * messages. */
+ * "file:line: reason" messages. */
 #ifndef LOOPBOT_BROKER_TEXTFILE_H
 #define LOOPBOT_BROKER_TEXTFILE_H
 
