@@ -13,6 +13,8 @@
 #include "broker/passwd.h"
 #include "mqtt/error.h"
 
+#include "alloc_fail.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static int run(const uint8_t *data, size_t size, bool check)
@@ -43,18 +45,6 @@ static int run(const uint8_t *data, size_t size, bool check)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    size_t before = mem_used_total();
-    mem_fail_nth(0);
-    run(data, size, true);
-    unsigned long allocs = mem_fail_nth(0);
-    if (mem_used_total() != before)
-        abort();
-    if (allocs) {
-        mem_fail_nth(1 + size % allocs);
-        int rc = run(data, size, false);
-        mem_fail_nth(0);
-        if (rc != -ERR_NOMEM || mem_used_total() != before)
-            abort();
-    }
+    fuzz_with_one_alloc_failing(run, data, size);
     return 0;
 }
