@@ -190,6 +190,25 @@ class Broker:
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
+def finish_broker(case, broker, procs, require_exit_0=True):
+    """A test's teardown: kills its helper processes and stops its broker;
+    shows the broker's stderr when the test failed; raises BrokerError if
+    the broker died during the test or (require_exit_0) did not exit 0
+    after SIGTERM."""
+    for p in procs:
+        kill_proc(p)
+    alive = broker.alive()
+    rc = broker.stop()
+    if not getattr(case._outcome, "success", True):
+        sys.stderr.write("\n----- broker stderr (%s) -----\n%s\n----- end -----\n"
+                         % (case.id(), broker.stderr()))
+    if not alive:
+        raise BrokerError("broker died during the test (exit %r)\n%s" % (rc, broker.stderr()))
+    if require_exit_0 and rc != 0:
+        raise BrokerError("broker exit code after SIGTERM was %r (want 0)\n%s"
+                          % (rc, broker.stderr()))
+
+
 class BrokerTestCase(unittest.TestCase):
     """Starts a fresh broker for every test (config from @broker_config) and
     checks on teardown that it exits 0 after SIGTERM; the broker's stderr is
@@ -207,20 +226,7 @@ class BrokerTestCase(unittest.TestCase):
         self.port = self.broker.port
 
     def tearDown(self):
-        for p in self._procs:
-            kill_proc(p)
-        alive = self.broker.alive()
-        rc = self.broker.stop()
-        failed = not getattr(self._outcome, "success", True)
-        if failed:
-            sys.stderr.write("\n----- broker stderr (%s) -----\n%s\n----- end -----\n"
-                             % (self.id(), self.broker.stderr()))
-        if not alive:
-            raise BrokerError("broker died during the test (exit %r)\n%s"
-                              % (rc, self.broker.stderr()))
-        if rc != 0:
-            raise BrokerError("broker exit code after SIGTERM was %r (want 0)\n%s"
-                              % (rc, self.broker.stderr()))
+        finish_broker(self, self.broker, self._procs)
 
     # ---- helpers bound to this broker ----
     def raw(self, timeout=5.0):

@@ -18,8 +18,8 @@ import subprocess
 import time
 import unittest
 
-from harness import (BROKER, HOST, MOSQUITTO_MODE, Broker, BrokerError, RawClient, Sub,
-                     free_port, kill_proc, loopbot_only, run_pub, PUBLISH)
+from harness import (BROKER, HOST, MOSQUITTO_MODE, Broker, RawClient, Sub,
+                     finish_broker, free_port, loopbot_only, run_pub, PUBLISH)
 
 MOSQ_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
 LOOPBOT_PASSWD = os.environ.get("LOOPBOT_PASSWD") or os.path.join(
@@ -105,16 +105,7 @@ class SecurityTestCase(unittest.TestCase):
         self.port = self.broker.port
 
     def tearDown(self):
-        for p in self._procs:
-            kill_proc(p)
-        alive = self.broker.alive()
-        rc = self.broker.stop()
-        failed = not getattr(self._outcome, "success", True)
-        if failed or not alive or rc != 0:
-            print("\n----- broker stderr (%s) -----\n%s\n----- end -----"
-                  % (self.id(), self.broker.stderr()))
-        if not alive:
-            raise BrokerError("broker died during the test (exit %r)" % rc)
+        finish_broker(self, self.broker, self._procs, require_exit_0=False)
 
     def sub(self, *args, port=None, **kw):
         s = Sub(port or self.port, *args, **kw)

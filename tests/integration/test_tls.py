@@ -25,8 +25,8 @@ import threading
 import time
 import unittest
 
-from harness import (HOST, MOSQ_PUB, MOSQUITTO_MODE, Broker, BrokerError, Closed, RawClient,
-                     Sub, assert_broker_works, connect_packet, free_port, kill_proc,
+from harness import (HOST, MOSQ_PUB, MOSQUITTO_MODE, Broker, Closed, RawClient,
+                     Sub, assert_broker_works, connect_packet, finish_broker, free_port, kill_proc,
                      loopbot_only, run_pub, CONNACK, PUBLISH)
 
 OPENSSL = shutil.which("openssl")
@@ -206,23 +206,11 @@ class TLSCase(unittest.TestCase):
         self.broker = None
 
     def tearDown(self):
-        for p in self._procs:
-            kill_proc(p)
-        if not self.broker:
+        if not self.broker or self.broker.proc is None:  # none, or stopped and checked
+            for p in self._procs:
+                kill_proc(p)
             return
-        if self.broker.proc is None:  # the test stopped it and checked
-            return
-        alive = self.broker.alive()
-        rc = self.broker.stop()
-        failed = not getattr(self._outcome, "success", True)
-        if failed:
-            sys.stderr.write("\n----- broker stderr (%s) -----\n%s\n----- end -----\n"
-                             % (self.id(), self.broker.stderr()))
-        if not alive:
-            raise BrokerError("broker died during the test (exit %r)\n%s"
-                              % (rc, self.broker.stderr()))
-        if rc != 0:
-            raise BrokerError("broker exit code after SIGTERM was %r (want 0)" % rc)
+        finish_broker(self, self.broker, self._procs)
 
     # ---- helpers ----
     def tls_args(self, *extra):
