@@ -470,11 +470,12 @@ def props(items=()):
     return varint(len(body)) + bytes(body)
 
 
-def parse_props(buf, pos=0):
-    """Returns (dict name->value (user_property -> list), new pos)."""
+def _prop_items(buf, pos):
+    """The property block at pos: ([(name, type, value)] in wire order, end).
+    Strings and binary data as bytes, a user property as (bytes, bytes)."""
     n, pos = decode_varint(buf, pos)
     end = pos + n
-    out = {}
+    items = []
     while pos < end:
         pid = buf[pos]
         pos += 1
@@ -490,17 +491,27 @@ def parse_props(buf, pos=0):
         elif t in (P_STR, P_BIN):
             ln = struct.unpack_from("!H", buf, pos)[0]
             v = bytes(buf[pos + 2:pos + 2 + ln]); pos += 2 + ln
-            if t == P_STR:
-                v = v.decode("utf-8", "replace")
         elif t == P_PAIR:
             l1 = struct.unpack_from("!H", buf, pos)[0]
-            k = bytes(buf[pos + 2:pos + 2 + l1]).decode("utf-8", "replace"); pos += 2 + l1
+            k = bytes(buf[pos + 2:pos + 2 + l1]); pos += 2 + l1
             l2 = struct.unpack_from("!H", buf, pos)[0]
-            v2 = bytes(buf[pos + 2:pos + 2 + l2]).decode("utf-8", "replace"); pos += 2 + l2
-            out.setdefault(name, []).append((k, v2))
-            continue
+            v = (k, bytes(buf[pos + 2:pos + 2 + l2])); pos += 2 + l2
         else:
             raise ValueError("unknown property 0x%02x" % pid)
+        items.append((name, t, v))
+    return items, end
+
+
+def parse_props(buf, pos=0):
+    """Returns (dict name->value (user_property -> list), new pos)."""
+    items, end = _prop_items(buf, pos)
+    out = {}
+    for name, t, v in items:
+        if t == P_STR:
+            v = v.decode("utf-8", "replace")
+        elif t == P_PAIR:
+            out.setdefault(name, []).append(tuple(x.decode("utf-8", "replace") for x in v))
+            continue
         out[name] = v
     return out, end
 
@@ -831,33 +842,8 @@ def auth_packet(reason=0x18, properties=()):
 def parse_props_list(buf, pos=0):
     """Like parse_props, but every property as (name, value) in wire order,
     so repeated ones (Subscription Identifier, User Property) are all kept."""
-    n, pos = decode_varint(buf, pos)
-    end = pos + n
-    out = []
-    while pos < end:
-        pid = buf[pos]
-        pos += 1
-        name, t = PROPS.get(pid, ("0x%02x" % pid, None))
-        if t == P_BYTE:
-            v = buf[pos]; pos += 1
-        elif t == P_U16:
-            v = struct.unpack_from("!H", buf, pos)[0]; pos += 2
-        elif t == P_U32:
-            v = struct.unpack_from("!I", buf, pos)[0]; pos += 4
-        elif t == P_VARINT:
-            v, pos = decode_varint(buf, pos)
-        elif t in (P_STR, P_BIN):
-            ln = struct.unpack_from("!H", buf, pos)[0]
-            v = bytes(buf[pos + 2:pos + 2 + ln]); pos += 2 + ln
-        elif t == P_PAIR:
-            l1 = struct.unpack_from("!H", buf, pos)[0]
-            k = bytes(buf[pos + 2:pos + 2 + l1]); pos += 2 + l1
-            l2 = struct.unpack_from("!H", buf, pos)[0]
-            v = (k, bytes(buf[pos + 2:pos + 2 + l2])); pos += 2 + l2
-        else:
-            raise ValueError("unknown property 0x%02x" % pid)
-        out.append((name, v))
-    return out, end
+    items, end = _prop_items(buf, pos)
+    return [(name, v) for name, _, v in items], end
 
 
 def publish_props_list(pkt):
