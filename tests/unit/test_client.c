@@ -284,6 +284,18 @@ static int publish(struct fake_conn *fc, const char *topic, const char *payload,
     return publish_props(fc, topic, payload, qos, retain, packet_id, NULL);
 }
 
+/* Publishes "m0".."m<n-1>" at QoS 1 (packet ids 1..n) and reads each PUBACK. */
+static void publish_numbered(struct fake_conn *pub, const char *topic, int n)
+{
+    struct mqtt_packet a;
+    for (int i = 0; i < n; i++) {
+        char payload[16];
+        snprintf(payload, sizeof(payload), "m%d", i);
+        assert_int_equal(publish(pub, topic, payload, 1, false, (uint16_t)(i + 1)), 0);
+        expect_type(pub, MQTT_PUBACK, &a);
+    }
+}
+
 static int ack(struct fake_conn *fc, uint8_t type, uint16_t id)
 {
     struct mqtt_packet p = {.type = type, .flags = type == MQTT_PUBREL ? 2 : 0};
@@ -464,13 +476,8 @@ static void test_persistent_session_queues_in_order(void **state)
     subscribe(sub, "t", 1, 1);
     close_conn(sub, -ERR_PEER_CLOSED);
     struct fake_conn *pub = connect_as(1, MQTT_V311, "pub", true, false);
-    struct mqtt_packet a, p;
-    for (int i = 0; i < 5; i++) {
-        char payload[8];
-        snprintf(payload, sizeof(payload), "m%d", i);
-        assert_int_equal(publish(pub, "t", payload, 1, false, (uint16_t)(i + 1)), 0);
-        expect_type(pub, MQTT_PUBACK, &a);
-    }
+    struct mqtt_packet p;
+    publish_numbered(pub, "t", 5);
     assert_int_equal(publish(pub, "t", "qos0-dropped", 0, false, 0), 0);
     sub = connect_as(0, MQTT_V311, "hub", false, true);
     for (int i = 0; i < 5; i++) {
@@ -660,13 +667,8 @@ static void test_queue_limit_drops_newest(void **state)
     subscribe(sub, "t", 1, 1);
     close_conn(sub, -ERR_PEER_CLOSED);
     struct fake_conn *pub = connect_as(1, MQTT_V311, "pub", true, false);
-    struct mqtt_packet a, p;
-    for (int i = 0; i < 5; i++) {
-        char payload[8];
-        snprintf(payload, sizeof(payload), "m%d", i);
-        assert_int_equal(publish(pub, "t", payload, 1, false, (uint16_t)(i + 1)), 0);
-        expect_type(pub, MQTT_PUBACK, &a);
-    }
+    struct mqtt_packet p;
+    publish_numbered(pub, "t", 5);
     assert_int_equal(core_stats(core)->messages_dropped, 2);
     sub = connect_as(0, MQTT_V311, "hub", false, true);
     expect_publish(sub, "t", "m0", 1, &p);
@@ -896,13 +898,8 @@ static void test_shared_subscription_handoff(void **state)
     subscribe(a, "$share/g/s/#", 1, 1);
     subscribe(b, "$share/g/s/#", 1, 1);
     struct fake_conn *pub = connect_as(2, MQTT_V311, "pub", true, false);
-    struct mqtt_packet m, puback;
-    for (int i = 0; i < 4; i++) {
-        char payload[4];
-        snprintf(payload, sizeof(payload), "m%d", i);
-        assert_int_equal(publish(pub, "s/1", payload, 1, false, (uint16_t)(i + 1)), 0);
-        expect_type(pub, MQTT_PUBACK, &puback);
-    }
+    struct mqtt_packet m;
+    publish_numbered(pub, "s/1", 4);
     int got_a = 0, got_b = 0;
     while (next_pkt(a, &m))
         got_a++; /* a never acknowledges */
