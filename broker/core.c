@@ -83,6 +83,11 @@ const struct auth *core_auth_for(const struct core *core, const struct listener_
 
 struct core_stats *core_stats(struct core *core)
 {
+    return &core->stats;
+}
+
+const struct core_stats *core_stats_refresh(struct core *core)
+{
     core->stats.subscriptions_count = topic_tree_count(core->subs);
     core->stats.retained_count = retain_count(core->retained);
     core->stats.clients_total = core->sessions.count;

@@ -73,8 +73,12 @@ const struct auth *core_auth_for(const struct core *core, const struct listener_
 /* Once a second or so: session expiry, delayed wills, message expiry. */
 void core_tick(struct core *core, uint64_t now_ms);
 
-/* Counters, for $SYS and /metrics. bytes_* are counted by the glue. */
+/* Counters, for $SYS and /metrics. bytes_* are counted by the glue, on
+ * every read and write: this is a plain accessor. */
 struct core_stats *core_stats(struct core *core);
+/* The stats with their gauges (clients_total, subscriptions_count,
+ * retained_count) brought up to date: for readers ($SYS, /metrics). */
+const struct core_stats *core_stats_refresh(struct core *core);
 
 /* Publishes the $SYS/broker/... topics whose value changed since the last
  * call (retained, QoS 0): mosquitto's names, plus loop/busy (percent),

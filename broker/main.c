@@ -294,7 +294,7 @@ static size_t http_metrics(void *arg, char *buf, size_t cap)
     struct loop_stats st;
     loop_get_stats(app->loop, &st);
     struct metrics_figures f = {
-        .core = core_stats(app->core),
+        .core = core_stats_refresh(app->core),
         .loop = &st,
         .conn = conn_get_stats(app->cs),
         .listeners = listener_get_stats(app->ls),

@@ -78,7 +78,7 @@ _Static_assert(S__COUNT <= SYS_SLOTS, "SYS_SLOTS too small");
 void core_publish_sys(struct core *core, const struct sys_figures *f, uint64_t now_ms)
 {
     struct sys_state *st = &core->sys;
-    struct core_stats *cs = core_stats(core);
+    const struct core_stats *cs = core_stats_refresh(core);
     char buf[64];
 
     /* Rates since the last call feed the moving averages. */
