@@ -145,8 +145,7 @@ struct conn_set {
      * libevent timer that wakes the loop for the next non-empty slot. */
     struct wheel wheel;
     struct loop_timer *wheel_timer;
-    uint32_t wheel_armed; /* the tick wheel_timer is set for, if armed */
-    bool wheel_is_armed;
+    uint32_t wheel_armed; /* the tick wheel_timer is set for, while pending */
     bool shutting_down;
     bool hard; /* conn_set_free: close without flushing */
     loop_fn on_empty;
@@ -241,7 +240,6 @@ static void wheel_arm(struct conn_set *cs, uint32_t tick)
         return;
     }
     cs->wheel_armed = tick;
-    cs->wheel_is_armed = true;
 }
 
 /* cn's deadline is ms from now (what it is for: cn->timer_mode). */
@@ -249,7 +247,7 @@ static void deadline_in(struct conn *cn, uint64_t ms)
 {
     struct conn_set *cs = cn->cs;
     wheel_set(&cs->wheel, &cn->tm, tick_at_or_after(loop_now_ms(cs->loop) + ms));
-    if (!cs->wheel_is_armed || (int32_t)(cn->tm.placed - cs->wheel_armed) < 0)
+    if (!loop_timer_pending(cs->wheel_timer) || (int32_t)(cn->tm.placed - cs->wheel_armed) < 0)
         wheel_arm(cs, cn->tm.placed);
 }
 
@@ -258,10 +256,9 @@ static void on_deadline(void *ctx, struct wheel_node *n);
 static void on_wheel_timer(void *arg)
 {
     struct conn_set *cs = arg;
-    cs->wheel_is_armed = false;
     wheel_advance(&cs->wheel, (uint32_t)(loop_now_ms(cs->loop) / CONN_TICK_MS), on_deadline, cs);
     uint32_t next;
-    if (!cs->wheel_is_armed && wheel_next(&cs->wheel, &next))
+    if (!loop_timer_pending(cs->wheel_timer) && wheel_next(&cs->wheel, &next))
         wheel_arm(cs, next);
 }
 
@@ -883,58 +880,46 @@ static void on_io(struct loop_io *io, unsigned events)
         on_readable(cn);
 }
 
-/* Time since start is over budget_us (vDSO clock: ~25 ns a read, against
- * a writev or a close that costs microseconds). */
-static bool over_budget(uint64_t start, uint64_t budget_us)
+static void flush_step(struct conn *cn)
 {
-    return platform_now_us() - start >= budget_us;
+    if (!cn->write_armed && !cn->io_dead)
+        after_flush(cn, flush(cn, CONN_WRITE_BUDGET));
 }
 
-/* Once per loop turn: input left over, then output, then closes. Each
- * phase is sliced by time, after at least one item so every phase moves:
- * a fan-out to thousands of subscribers, a few subscribers with 256 KiB to
- * write each, or thousands of clients leaving at once, is spread over
- * several turns so input and timers are served in between. */
+/* One phase of the deferred pass: step for the connections on list (linked
+ * through their member at offset link), until budget_us has passed — after
+ * at least one, so every phase moves. The time is read after each step
+ * (vDSO clock, ~25 ns, against a writev or a close that costs
+ * microseconds); the rest stay listed for the next turn. */
+static void run_sliced(struct dlink *list, size_t link, void (*step)(struct conn *),
+                       uint64_t budget_us)
+{
+    struct dlink work;
+    struct dlink *n;
+    uint64_t t0 = platform_now_us();
+    dl_take(list, &work);
+    while ((n = dl_pop(&work))) {
+        step((struct conn *)(void *)((char *)n - link));
+        if (platform_now_us() - t0 >= budget_us)
+            break;
+    }
+    while ((n = dl_pop(&work)))
+        dl_push(list, n);
+}
+
+/* Once per loop turn: a fan-out slice, leftover input, output, closes.
+ * Each phase is sliced by time, so a fan-out to thousands of subscribers,
+ * a few subscribers with 256 KiB to write each, or thousands of clients
+ * leaving at once, is spread over several turns and input and timers are
+ * served in between. */
 static void on_defer(void *arg)
 {
     struct conn_set *cs = arg;
-    struct dlink work;
-    struct dlink *n;
-    /* A slice of a large fan-out first, so this pass flushes it. */
+    /* The fan-out slice first, so this pass flushes it. */
     bool fanout_left = core_fanout_run(cs->core, loop_now_ms(cs->loop), CONN_FANOUT_SLICE);
-    uint64_t t0 = platform_now_us();
-
-    dl_take(&cs->rep, &work);
-    while ((n = dl_pop(&work))) {
-        reprocess(CONN_OF(n, work));
-        if (over_budget(t0, CONN_INPUT_SLICE_US))
-            break;
-    }
-    while ((n = dl_pop(&work)))
-        dl_push(&cs->rep, n);
-
-    t0 = platform_now_us();
-    dl_take(&cs->pend, &work);
-    while ((n = dl_pop(&work))) {
-        struct conn *cn = CONN_OF(n, pend);
-        if (!cn->write_armed && !cn->io_dead)
-            after_flush(cn, flush(cn, CONN_WRITE_BUDGET));
-        if (over_budget(t0, CONN_FLUSH_SLICE_US))
-            break;
-    }
-    while ((n = dl_pop(&work)))
-        dl_push(&cs->pend, n);
-
-    t0 = platform_now_us();
-    dl_take(&cs->cls, &work);
-    while ((n = dl_pop(&work))) {
-        close_step(CONN_OF(n, work));
-        if (over_budget(t0, CONN_CLOSE_SLICE_US))
-            break;
-    }
-    while ((n = dl_pop(&work)))
-        dl_push(&cs->cls, n);
-
+    run_sliced(&cs->rep, offsetof(struct conn, work), reprocess, CONN_INPUT_SLICE_US);
+    run_sliced(&cs->pend, offsetof(struct conn, pend), flush_step, CONN_FLUSH_SLICE_US);
+    run_sliced(&cs->cls, offsetof(struct conn, work), close_step, CONN_CLOSE_SLICE_US);
     if (fanout_left || !dl_empty(&cs->rep) || !dl_empty(&cs->pend) || !dl_empty(&cs->cls))
         schedule(cs);
 }
