@@ -92,7 +92,7 @@ END {
     print ""
     print "ratio = loopbot / mosquitto. loss: QoS 1 = acknowledged but never delivered (must be 0);"
     print "q0: = QoS 0 messages not delivered (allowed). \"!\" = the run reported errors or ok=0."
-    print "cpu% b/g = broker / generator CPU over the window (100 = one core). loop longest = loopbot, whole run."
+    print "cpu% b/g = broker / generator CPU over the window (100 = one core). loop longest = loopbot, whole run: the longest callback by CPU time, then by wall time (preemption by other processes included)."
 }' "$1"
 }
 if [ -n "$table_only" ]; then print_table "$table_only"; exit 0; fi
@@ -206,7 +206,7 @@ run_one() {
     wait $pid 2>/dev/null
     longest=-
     if [ "$broker" = loopbot ]; then
-        longest=$(sed -n 's/.*Loop: .*longest \([0-9.]*\) ms (\([^)]*\)).*/\1ms(\2)/p' "$log" | tail -1 | tr ' ' '_')
+        longest=$(sed -n 's/.*Loop: .*longest \([0-9.]*\) ms (\([^)]*\)), \([0-9.]*\) ms wall.*/\1ms(\2)_wall_\3ms/p' "$log" | tail -1 | tr ' ' '_')
         [ -n "$longest" ] || longest=-
     fi
     [ -n "$line" ] || line="RESULT scenario=? label=$broker fail=no_result"

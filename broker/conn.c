@@ -404,6 +404,12 @@ static void conn_fanout_pending(void *ctx)
     schedule(ctx);
 }
 
+static uint64_t conn_clock_us(void *ctx)
+{
+    (void)ctx;
+    return platform_now_us();
+}
+
 /* core_io: no subscriber queue is over its limit now: read them again. */
 static void conn_congestion_cleared(void *ctx)
 {
@@ -437,8 +443,16 @@ static size_t run_packets(struct conn *cn, const uint8_t *data, size_t len, int 
      * deliveries, so a read stops once it has caused a turn's worth. */
     const struct core_stats *st = core_stats(cn->cs->core);
     uint64_t sent_before = st->messages_sent;
+    uint64_t clock_at = CONN_CLOCK_EVERY;
+    uint64_t t0 = platform_now_us();
     while (off < len && *budget > 0 && !cn->closing && !cn->paused) {
-        if (st->messages_sent - sent_before >= CONN_DELIVERIES_PER_EVENT) {
+        uint64_t sent = st->messages_sent - sent_before;
+        if (sent >= clock_at) {
+            if (platform_now_us() - t0 >= CONN_INPUT_STEP_US)
+                sent = CONN_DELIVERIES_PER_EVENT;
+            clock_at = sent + CONN_CLOCK_EVERY;
+        }
+        if (sent >= CONN_DELIVERIES_PER_EVENT) {
             *budget = 0;
             break;
         }
@@ -916,7 +930,11 @@ static void on_defer(void *arg)
 {
     struct conn_set *cs = arg;
     /* The fan-out slice first, so this pass flushes it. */
-    bool fanout_left = core_fanout_run(cs->core, loop_now_ms(cs->loop), CONN_FANOUT_SLICE);
+    uint64_t t0 = platform_now_us();
+    bool fanout_left;
+    do
+        fanout_left = core_fanout_run(cs->core, loop_now_ms(cs->loop), CONN_FANOUT_CHUNK);
+    while (fanout_left && platform_now_us() - t0 < CONN_FANOUT_SLICE_US);
     run_sliced(&cs->rep, offsetof(struct conn, work), reprocess, CONN_INPUT_SLICE_US);
     run_sliced(&cs->pend, offsetof(struct conn, pend), flush_step, CONN_FLUSH_SLICE_US);
     run_sliced(&cs->cls, offsetof(struct conn, work), close_step, CONN_CLOSE_SLICE_US);
@@ -977,6 +995,7 @@ void conn_set_io(struct conn_set *cs, struct core_io *io)
     io->close = conn_close;
     io->congestion_cleared = conn_congestion_cleared;
     io->fanout_pending = conn_fanout_pending;
+    io->clock_us = conn_clock_us;
 }
 
 void conn_set_core(struct conn_set *cs, struct core *core)

@@ -34,23 +34,30 @@ struct listener;
 /* Limits per connection and per loop event (see conn.c for the numbers). */
 #define CONN_READ_BUFFER 65536u
 #define CONN_PACKETS_PER_EVENT 64
-/* Deliveries (PUBLISH packets out) one read event may cause before the
- * rest of its input waits a turn. A delivery costs ~0.5-0.8 us on a 2-core
- * VM; the packet that crosses the line still fans out whole. Halving this
- * to 1,024 cut closed-loop fan-out throughput by a third without shortening
- * the longest hold, which in that scenario is kernel work (loopback
- * delivery to the subscribers' sockets inside our writev). */
+/* One read event (or one leftover-input step of the deferred pass) stops
+ * before its next packet once it has run CONN_INPUT_STEP_US or caused
+ * CONN_DELIVERIES_PER_EVENT deliveries (PUBLISH packets out, fan-out
+ * included); the packet that crosses the line still fans out, at most
+ * ROUTER_INLINE_US / ROUTER_INLINE_DELIVERIES of it at once. The clock is
+ * read every CONN_CLOCK_EVERY deliveries. Time, not only a count: a
+ * delivery costs ~0.4 us on average on a 2-core x86 VM, ~2.5 us when 1,000
+ * subscriber queues are full and cold in cache, and several times more on
+ * a Pi, so a count that is right on one machine holds the loop for
+ * milliseconds on another. */
+#define CONN_INPUT_STEP_US 300u
 #define CONN_DELIVERIES_PER_EVENT 2048u
-/* The deferred pass's slices, by time: leftover input, flushes, closes.
- * Measured on loopback (2-core VM): a small writev ~10-40 us, a 256 KiB
- * one (a subscriber far behind) ~150 us, a close with its session
- * ~150-200 us. Whatever does not fit waits a turn. */
-#define CONN_INPUT_SLICE_US 500u
-/* Deliveries of a large fan-out (one PUBLISH to more than 1,024 sessions)
- * made per deferred pass, ~0.5-0.8 ms. */
-#define CONN_FANOUT_SLICE 1024u
-#define CONN_FLUSH_SLICE_US 800u
-#define CONN_CLOSE_SLICE_US 400u
+#define CONN_CLOCK_EVERY 64u
+/* The deferred pass's slices, by time: a large fan-out's pending
+ * deliveries (in chunks of CONN_FANOUT_CHUNK), leftover input, flushes,
+ * closes, each after at least one item. Measured on loopback (2-core VM): a
+ * small writev ~10-40 us, a 256 KiB one (a subscriber far behind) ~150 us,
+ * a close with its session ~150-200 us. Whatever does not fit waits a
+ * turn; a whole pass stays near 1.5 ms of CPU. */
+#define CONN_FANOUT_SLICE_US 300u
+#define CONN_FANOUT_CHUNK 64u
+#define CONN_INPUT_SLICE_US 300u
+#define CONN_FLUSH_SLICE_US 500u
+#define CONN_CLOSE_SLICE_US 300u
 #define CONN_WRITE_BUDGET (256u * 1024u)
 #define CONN_IOV_MAX 64
 #define CONN_HIGH_WATER (1024u * 1024u)

@@ -27,6 +27,11 @@ struct core_io {
      * core_fanout_run from the deferred pass. NULL: every fan-out is
      * delivered whole, at once. */
     void (*fanout_pending)(void *ctx);
+    /* Monotonic microseconds, read every ROUTER_CLOCK_EVERY deliveries so
+     * that one PUBLISH's inline fan-out stops after ROUTER_INLINE_US even
+     * where deliveries are slow (a Pi, cold caches, page faults), not only
+     * after ROUTER_INLINE_DELIVERIES. NULL: by count only. */
+    uint64_t (*clock_us)(void *ctx);
 };
 
 struct core_stats {
@@ -52,8 +57,9 @@ struct sys_figures {
     uint64_t uptime_s;
     uint64_t heap_bytes;
     double loop_busy_fraction;
-    double loop_longest_ms;
+    double loop_longest_ms; /* CPU time; see struct loop_stats */
     const char *loop_longest_what;
+    double loop_longest_wall_ms;
 };
 
 struct core *core_new(const struct config *cfg, const struct core_io *io);
@@ -82,7 +88,8 @@ const struct core_stats *core_stats_refresh(struct core *core);
 
 /* Publishes the $SYS/broker/... topics whose value changed since the last
  * call (retained, QoS 0): mosquitto's names, plus loop/busy (percent),
- * loop/longest_ms and loop/longest_what. Call every sys_interval. */
+ * loop/longest_ms, loop/longest_what and loop/longest_wall_ms. Call every
+ * sys_interval. */
 void core_publish_sys(struct core *core, const struct sys_figures *f, uint64_t now_ms);
 
 /* Delivers up to max deliveries of pending fan-out jobs, oldest first.

@@ -79,6 +79,10 @@ uint32_t router_publish(struct core *core, struct message *msg, uint64_t now_ms)
 /* Fan-out slicing (fanout.c). The router delivers this many targets of one
  * message at once; the rest, if any, become a job for later turns. */
 #define ROUTER_INLINE_DELIVERIES 1024u
+/* ...or as many as fit in this time, whichever is fewer (core_io
+ * clock_us), the clock read every ROUTER_CLOCK_EVERY deliveries. */
+#define ROUTER_INLINE_US 300u
+#define ROUTER_CLOCK_EVERY 64u
 /* Queues a job for n targets of msg (references taken, publishers
  * throttled until it is done). Returns 0, or a negative error when the
  * caller must deliver them itself. */

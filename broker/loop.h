@@ -3,9 +3,10 @@
  *
  * Every callback the loop dispatches is timed: the wrapper keeps the time
  * spent in callbacks against wall time (how busy the loop is), the longest
- * single callback and what it was, and warns (at most once per 10 s) when a
- * callback holds the loop longer than the slow threshold (default 50 ms),
- * because every other client waits that long.
+ * single callback and what it was (by the CPU time it used, and by wall
+ * time), and warns (at most once per 10 s) when a callback holds the loop
+ * longer than the slow threshold (default 50 ms, wall time), because every
+ * other client waits that long.
  *
  * A turn is: wait for events (poll), run the callbacks of every event that
  * fired, then run the deferred hooks that were scheduled, then wait again.
@@ -38,9 +39,16 @@ struct loop_stats {
     uint64_t busy_us;          /* total time inside callbacks */
     uint64_t wall_us;          /* since loop_new */
     double busy_fraction;      /* busy_us / wall_us */
-    uint64_t longest_us;       /* the longest single callback */
+    /* The longest single callback: its CPU time (the thread's, kernel work
+     * on its behalf included), not time the OS spent running another
+     * process while the callback was preempted. */
+    uint64_t longest_us;
     const char *longest_kind;  /* "read", "write", "timer", "signal", "defer" */
     const char *longest_label; /* its label, e.g. "conn", "keepalive" */
+    /* The longest by wall clock, preemption included: what the other
+     * clients waited. Over longest_us when the machine is busy elsewhere. */
+    uint64_t longest_wall_us;
+    const char *longest_wall_kind, *longest_wall_label;
     uint64_t slow_callbacks;   /* over the slow threshold */
     uint32_t slow_threshold_ms;
 };

@@ -271,6 +271,7 @@ static void publish_sys(struct app *app, uint64_t now)
         .loop_busy_fraction = st.busy_fraction,
         .loop_longest_ms = (double)st.longest_us / 1e3,
         .loop_longest_what = st.longest_label,
+        .loop_longest_wall_ms = (double)st.longest_wall_us / 1e3,
     };
     core_publish_sys(app->core, &f, now);
     app->last_sys_ms = now;
@@ -380,11 +381,13 @@ static void log_loop_stats(const struct app *app)
     struct loop_stats st;
     loop_get_stats(app->loop, &st);
     log_printf(LOG_T_INFO,
-               "Loop: %llu callbacks in %llu turns, busy %.2f%% of %.1f s; longest %.3f ms (%s %s); "
-               "%llu over %u ms.",
+               "Loop: %llu callbacks in %llu turns, busy %.2f%% of %.1f s; longest %.3f ms (%s %s), "
+               "%.3f ms wall (%s %s); %llu over %u ms.",
                (unsigned long long)st.callbacks, (unsigned long long)st.turns,
                st.busy_fraction * 100.0, (double)st.wall_us / 1e6, (double)st.longest_us / 1e3,
                st.longest_kind ? st.longest_kind : "-", st.longest_label ? st.longest_label : "-",
+               (double)st.longest_wall_us / 1e3, st.longest_wall_kind ? st.longest_wall_kind : "-",
+               st.longest_wall_label ? st.longest_wall_label : "-",
                (unsigned long long)st.slow_callbacks, st.slow_threshold_ms);
     const struct conn_stats *cst = conn_get_stats(app->cs);
     log_printf(LOG_T_INFO,

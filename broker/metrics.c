@@ -71,8 +71,13 @@ size_t metrics_format(const struct metrics_figures *f, char *buf, size_t cap)
         COUNTER(&o, "loop_busy_seconds_total", "Time spent inside loop callbacks.",
                 (double)l->busy_us / 1e6);
         GAUGE(&o, "loop_busy_ratio", "Busy time over wall time since start.", l->busy_fraction);
-        GAUGE(&o, "loop_longest_callback_seconds", "The longest single loop callback.",
+        GAUGE(&o, "loop_longest_callback_seconds",
+              "The longest single loop callback, by the CPU time it used.",
               (double)l->longest_us / 1e6);
+        GAUGE(&o, "loop_longest_callback_wall_seconds",
+              "The longest single loop callback by wall time, preemption by other processes "
+              "included.",
+              (double)l->longest_wall_us / 1e6);
         COUNTER(&o, "loop_slow_callbacks_total", "Callbacks over the slow threshold.",
                 l->slow_callbacks);
     }

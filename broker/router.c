@@ -102,6 +102,10 @@ uint32_t router_publish(struct core *core, struct message *msg, uint64_t now_ms)
      * later one cannot overtake an earlier one's slices. */
     uint32_t inline_max = core->fan_head && !core->routing_client ? 0 : ROUTER_INLINE_DELIVERIES;
     uint32_t now_done = 0, later = 0;
+    uint64_t (*clock_us)(void *) = may_defer && core->ntargets > ROUTER_CLOCK_EVERY
+                                       ? core->io.clock_us
+                                       : NULL;
+    uint64_t t0 = clock_us ? clock_us(core->io.ctx) : 0;
     for (uint32_t i = 0; i < core->ntargets; i++) {
         struct route_target *t = &core->targets[i];
         if (msg->qos < t->spec.qos)
@@ -118,6 +122,9 @@ uint32_t router_publish(struct core *core, struct message *msg, uint64_t now_ms)
         }
         session_deliver(t->session, msg, &t->spec, now_ms);
         now_done++;
+        if (clock_us && now_done % ROUTER_CLOCK_EVERY == 0 && now_done < inline_max &&
+            clock_us(core->io.ctx) - t0 >= ROUTER_INLINE_US)
+            inline_max = now_done; /* slow deliveries: the rest in slices */
     }
     if (later) {
         if (fanout__defer(core, msg, core->targets, later) == 0)

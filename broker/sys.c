@@ -69,6 +69,7 @@ enum {
     S_LOOP_BUSY,
     S_LOOP_LONGEST,
     S_LOOP_LONGEST_WHAT,
+    S_LOOP_LONGEST_WALL,
     S_LOAD_FIRST,
     S__COUNT = S_LOAD_FIRST + 3 * SYS_LOADS
 };
@@ -127,6 +128,8 @@ void core_publish_sys(struct core *core, const struct sys_figures *f, uint64_t n
     publish_str(core, S_LOOP_LONGEST, "$SYS/broker/loop/longest_ms", buf, now_ms);
     publish_str(core, S_LOOP_LONGEST_WHAT, "$SYS/broker/loop/longest_what",
                 f->loop_longest_what ? f->loop_longest_what : "", now_ms);
+    snprintf(buf, sizeof(buf), "%.3f", f->loop_longest_wall_ms);
+    publish_str(core, S_LOOP_LONGEST_WALL, "$SYS/broker/loop/longest_wall_ms", buf, now_ms);
 
     static const char *const load_kinds[3] = {"messages/received", "messages/sent",
                                               "bytes/received"};

@@ -21,6 +21,11 @@ uint64_t platform_now_us(void)
     return read_clock(CLOCK_MONOTONIC, 1000u);
 }
 
+uint64_t platform_thread_cpu_us(void)
+{
+    return read_clock(CLOCK_THREAD_CPUTIME_ID, 1000u);
+}
+
 uint64_t platform_wall_ms(void)
 {
     return read_clock(CLOCK_REALTIME, 1000000u);

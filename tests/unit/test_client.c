@@ -63,6 +63,17 @@ static void fake_fanout_pending(void *ctx)
     fanout_pending_calls++;
 }
 
+/* The core's microsecond clock: each read advances it by clock_step (0: time
+ * stands still, so only counts bound a fan-out). */
+static uint64_t clock_now, clock_step;
+
+static uint64_t fake_clock_us(void *ctx)
+{
+    (void)ctx;
+    clock_now += clock_step;
+    return clock_now;
+}
+
 static struct config cfg;
 static struct core *core;
 static uint64_t now;
@@ -81,8 +92,14 @@ static int setup(void **state)
     (void)state;
     log__mask = LOG_T_ERROR | LOG_T_WARNING;
     base_config();
-    static const struct core_io io = {NULL, fake_wants_write, fake_close,
-                                      fake_congestion_cleared, fake_fanout_pending};
+    static const struct core_io io = {NULL,
+                                      fake_wants_write,
+                                      fake_close,
+                                      fake_congestion_cleared,
+                                      fake_fanout_pending,
+                                      fake_clock_us};
+    clock_now = 1000000;
+    clock_step = 0;
     congestion_cleared_calls = 0;
     fanout_pending_calls = 0;
     core = core_new(&cfg, &io);
@@ -1055,7 +1072,8 @@ static void test_sys_topics(void **state)
     struct fake_conn *sys = connect_as(1, MQTT_V311, "sys", true, false);
     subscribe(sys, "$SYS/#", 0, 0);
     struct sys_figures f = {.version = "test", .uptime_s = 1, .loop_busy_fraction = 0.25,
-                            .loop_longest_ms = 1.5, .loop_longest_what = "read"};
+                            .loop_longest_ms = 1.5, .loop_longest_what = "read",
+                            .loop_longest_wall_ms = 4.25};
     core_publish_sys(core, &f, now);
     char value[64] = "";
     assert_int_equal(count_publishes(sys, "$SYS/broker/clients/connected", value, sizeof(value)), 1);
@@ -1076,6 +1094,10 @@ static void test_sys_topics(void **state)
     subscribe(late, "$SYS/broker/loop/busy", 0, 0);
     assert_int_equal(count_publishes(late, "$SYS/broker/loop/busy", value, sizeof(value)), 1);
     assert_string_equal(value, "25.0");
+    subscribe(late, "$SYS/broker/loop/longest_wall_ms", 0, 0);
+    assert_int_equal(count_publishes(late, "$SYS/broker/loop/longest_wall_ms", value, sizeof(value)),
+                     1);
+    assert_string_equal(value, "4.250");
 }
 
 
@@ -1164,6 +1186,52 @@ static void test_large_fanout_is_sliced(void **state)
     expect_publish(last, "big", "hello", 1, NULL);
     struct fake_conn *first = connect_as(4, MQTT_V311, "s0", false, true);
     expect_publish(first, "big", "hello", 1, NULL);
+}
+
+/* Slow deliveries: a fan-out well under ROUTER_INLINE_DELIVERIES still
+ * stops at once after ROUTER_INLINE_US, checked every ROUTER_CLOCK_EVERY
+ * deliveries, and the rest is sliced like a large one. */
+static void test_slow_fanout_is_sliced_by_time(void **state)
+{
+    (void)state;
+    enum { N = 500 };
+    char id[32];
+    offline_subscribers(N, NULL);
+    struct fake_conn *pub = connect_as(1, MQTT_V311, "pub", true, false);
+    /* 100 us per ROUTER_CLOCK_EVERY deliveries: over ROUTER_INLINE_US at
+     * the third check. */
+    clock_step = 100;
+    _Static_assert(3 * 100 >= ROUTER_INLINE_US && 2 * 100 < ROUTER_INLINE_US, "the step");
+    struct mqtt_packet a;
+    assert_int_equal(publish(pub, "big", "hello", 1, false, 1), 0);
+    expect_type(pub, MQTT_PUBACK, &a);
+    assert_int_equal(core_stats(core)->fanout_jobs, 1);
+    /* Read at the start and after 64, 128 and 192 deliveries, then no more. */
+    assert_int_equal(clock_now, 1000000 + 4 * 100);
+    assert_true(client_throttle_requested(pub->c));
+    clock_step = 0;
+    while (core_fanout_run(core, now, 64))
+        ;
+    assert_int_equal(congestion_cleared_calls, 1);
+    struct fake_conn *first = connect_as(2, MQTT_V311, "s0", false, true);
+    expect_publish(first, "big", "hello", 1, NULL);
+    snprintf(id, sizeof(id), "s%d", N - 1);
+    struct fake_conn *last = connect_as(3, MQTT_V311, id, false, true);
+    expect_publish(last, "big", "hello", 1, NULL);
+}
+
+/* Without time passing, the same fan-out is delivered whole at once. */
+static void test_fast_fanout_is_delivered_at_once(void **state)
+{
+    (void)state;
+    enum { N = 500 };
+    offline_subscribers(N, NULL);
+    struct fake_conn *pub = connect_as(1, MQTT_V311, "pub", true, false);
+    struct mqtt_packet a;
+    assert_int_equal(publish(pub, "big", "hello", 1, false, 1), 0);
+    expect_type(pub, MQTT_PUBACK, &a);
+    assert_int_equal(core_stats(core)->fanout_jobs, 0);
+    assert_false(client_throttle_requested(pub->c));
 }
 
 /* A will (the broker's own message: no publisher to hold back) routed while
@@ -1430,6 +1498,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sys_topics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_queue_throttles_publisher, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_fanout_is_sliced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_fanout_is_sliced_by_time, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fast_fanout_is_delivered_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_will_waits_behind_pending_slices, setup, teardown),
         cmocka_unit_test_setup_teardown(test_acks_wait_for_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_allocation_failures, setup, teardown),

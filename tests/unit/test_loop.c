@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -335,16 +336,26 @@ static void test_signal_runs_as_callback(void **state)
 
 /* ---- statistics ---- */
 
+/* On the thread's CPU clock: a loaded machine that preempts the test must
+ * not shorten the work the loop is meant to see. */
 static void busy_wait_ms(uint64_t ms)
 {
-    uint64_t end = platform_now_us() + ms * 1000;
-    while (platform_now_us() < end) {
+    uint64_t end = platform_thread_cpu_us() + ms * 1000;
+    while (platform_thread_cpu_us() < end) {
     }
 }
 
 static void on_busy(void *arg)
 {
     busy_wait_ms(20);
+}
+
+/* Off the CPU the whole time, as if the OS ran another process. */
+static void on_sleep(void *arg)
+{
+    struct timespec ts = {0, 30 * 1000 * 1000};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
 }
 
 static void test_stats_count_and_longest(void **state)
@@ -371,6 +382,7 @@ static void test_stats_count_and_longest(void **state)
     assert_true(st.longest_us >= 20000);
     assert_string_equal(st.longest_kind, "timer");
     assert_string_equal(st.longest_label, "busy");
+    assert_true(st.longest_wall_us >= st.longest_us);
     assert_true(st.busy_us >= 20000);
     assert_true(st.wall_us >= st.busy_us);
     assert_true(st.busy_fraction > 0.0 && st.busy_fraction <= 1.0);
@@ -428,6 +440,32 @@ static size_t drain(char *buf, size_t cap)
     return got;
 }
 
+/* A callback the OS kept off the CPU shows in the wall-clock figure, not in
+ * the hold: 30 ms asleep, a few microseconds of CPU. */
+static void test_preempted_callback_counts_as_wall_time_only(void **state)
+{
+    struct rec r = {0};
+    r.loop = loop_new();
+    struct loop_timer *busy = loop_timer_new(r.loop, "busy", on_busy, &r);
+    struct loop_timer *sleepy = loop_timer_new(r.loop, "sleepy", on_sleep, &r);
+    struct tag stop = {&r, 's', true};
+    struct loop_timer *ts = loop_timer_new(r.loop, "stop", on_tagged, &stop);
+    loop_timer_start(busy, 1, false);
+    loop_timer_start(sleepy, 2, false);
+    loop_timer_start(ts, 3, false);
+    assert_int_equal(loop_run(r.loop), 0);
+    struct loop_stats st;
+    loop_get_stats(r.loop, &st);
+    assert_true(st.longest_wall_us >= 30000);
+    assert_string_equal(st.longest_wall_label, "sleepy");
+    assert_true(st.longest_us >= 20000 && st.longest_us < 30000);
+    assert_string_equal(st.longest_label, "busy");
+    loop_timer_free(busy);
+    loop_timer_free(sleepy);
+    loop_timer_free(ts);
+    loop_free(r.loop);
+}
+
 static void test_slow_callback_is_logged(void **state)
 {
     open_log_fifo();
@@ -443,7 +481,30 @@ static void test_slow_callback_is_logged(void **state)
     char buf[4096];
     drain(buf, sizeof(buf));
     assert_non_null(strstr(buf, "timer callback (busy) held the loop for"));
+    assert_null(strstr(buf, "the OS ran other processes"));
     loop_timer_free(busy);
+    loop_timer_free(ts);
+    loop_free(r.loop);
+    close_log_fifo();
+}
+
+static void test_preempted_slow_callback_says_so(void **state)
+{
+    open_log_fifo();
+    struct rec r = {0};
+    r.loop = loop_new();
+    loop_set_slow_threshold(r.loop, 5);
+    struct loop_timer *sleepy = loop_timer_new(r.loop, "sleepy", on_sleep, &r);
+    struct tag stop = {&r, 's', true};
+    struct loop_timer *ts = loop_timer_new(r.loop, "stop", on_tagged, &stop);
+    loop_timer_start(sleepy, 1, false);
+    loop_timer_start(ts, 2, false);
+    loop_run(r.loop);
+    char buf[4096];
+    drain(buf, sizeof(buf));
+    assert_non_null(strstr(buf, "timer callback (sleepy) held the loop for"));
+    assert_non_null(strstr(buf, "the OS ran other processes"));
+    loop_timer_free(sleepy);
     loop_timer_free(ts);
     loop_free(r.loop);
     close_log_fifo();
@@ -518,7 +579,9 @@ int main(void)
         cmocka_unit_test(test_io_no_interest_hangup_is_quiet),
         cmocka_unit_test(test_signal_runs_as_callback),
         cmocka_unit_test(test_stats_count_and_longest),
+        cmocka_unit_test(test_preempted_callback_counts_as_wall_time_only),
         cmocka_unit_test(test_slow_callback_is_logged),
+        cmocka_unit_test(test_preempted_slow_callback_says_so),
         cmocka_unit_test(test_log_drops_are_counted_and_reported),
         cmocka_unit_test(test_log_type_mask),
         cmocka_unit_test(test_no_leaks),

@@ -19,7 +19,7 @@ static void test_format(void **state)
 {
     (void)state;
     struct core_stats cs = {.clients_connected = 3, .messages_received = 1234567890123ULL};
-    struct loop_stats ls = {.busy_fraction = 0.125, .longest_us = 1500};
+    struct loop_stats ls = {.busy_fraction = 0.125, .longest_us = 1500, .longest_wall_us = 2000};
     struct conn_stats cn = {.accepted = 7};
     struct listener_stats lst = {.rejected_max_connections = 2};
     struct metrics_figures f = {&cs, &ls, &cn, &lst, 4096, 5, 60};
@@ -31,6 +31,7 @@ static void test_format(void **state)
     assert_non_null(strstr(buf, "loopbot_messages_received_total 1234567890123\n"));
     assert_non_null(strstr(buf, "loopbot_loop_busy_ratio 0.125\n"));
     assert_non_null(strstr(buf, "loopbot_loop_longest_callback_seconds 0.0015\n"));
+    assert_non_null(strstr(buf, "loopbot_loop_longest_callback_wall_seconds 0.002\n"));
     assert_non_null(strstr(buf, "loopbot_connections_accepted_total 7\n"));
     assert_non_null(strstr(buf, "loopbot_connections_rejected_total 2\n"));
     /* every sample line is preceded by its HELP and TYPE */
