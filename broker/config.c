@@ -781,6 +781,7 @@ static const struct option options[] = {
     TLS_STRING(certfile),
     TLS_STRING(ciphers),
     {"ciphers_tls1.3", opt_tls_string, TLS(ciphers_tls13), 0, 0},
+    NUMBER(coalesce_us, 0, 10000),
     TLS_STRING(crlfile),
     {"include_dir", opt_include_dir, 0, 0, 0, 0},
     TLS_STRING(keyfile),
@@ -933,6 +934,7 @@ void config_init(struct config *c)
     c->message_size_limit = 0;
     c->max_keepalive = 65535;
     c->sys_interval = 10;
+    c->coalesce_us = 300;
     snprintf(c->metrics_address, sizeof(c->metrics_address), "127.0.0.1");
     c->max_packet_size = 0;
     c->max_qos = 2;

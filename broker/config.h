@@ -99,6 +99,7 @@ struct config {
     bool retain_available;        /* false: retained PUBLISH refused (0x9A) */
     int64_t persistent_client_expiration; /* seconds; -1 = never */
     uint32_t sys_interval;        /* seconds between $SYS updates; 0 = off */
+    uint32_t coalesce_us;         /* wake-up coalescing under fan-in load; 0 = off */
     uint16_t metrics_port;        /* HTTP /metrics and /healthz; 0 = off */
     char metrics_address[64];     /* numeric; default 127.0.0.1 */
     uint32_t log_dest;            /* LOG_D_* */

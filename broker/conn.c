@@ -14,6 +14,7 @@
 
 #include "broker/auth.h"
 #include "broker/client.h"
+#include "broker/coalesce.h"
 #include "broker/core.h"
 #include "broker/listener.h"
 #include "broker/log.h"
@@ -146,6 +147,10 @@ struct conn_set {
     struct wheel wheel;
     struct loop_timer *wheel_timer;
     uint32_t wheel_armed; /* the tick wheel_timer is set for, while pending */
+    /* Wake-up coalescing: its policy, fed packets queued for clients and
+     * the writes that sent them. */
+    struct coalesce coalesce;
+    uint64_t packets_queued, writes;
     bool shutting_down;
     bool hard; /* conn_set_free: close without flushing */
     loop_fn on_empty;
@@ -652,6 +657,7 @@ static int flush(struct conn *cn, size_t budget)
             return FLUSH_ERROR;
         }
         outq_consume(q, (size_t)w);
+        cn->cs->writes++;
         st->bytes_sent += (uint64_t)w;
         budget -= (size_t)w;
         if ((size_t)w < want)
@@ -724,6 +730,7 @@ void conn_wants_write(void *ctx, void *conn)
 {
     struct conn *cn = conn;
     (void)ctx;
+    cn->cs->packets_queued++;
     if (cn->dead || cn->io_dead || cn->write_armed)
         return; /* the write event will take it */
     dl_push(&cn->cs->pend, &cn->pend);
@@ -938,6 +945,12 @@ static void on_defer(void *arg)
     run_sliced(&cs->rep, offsetof(struct conn, work), reprocess, CONN_INPUT_SLICE_US);
     run_sliced(&cs->pend, offsetof(struct conn, pend), flush_step, CONN_FLUSH_SLICE_US);
     run_sliced(&cs->cls, offsetof(struct conn, work), close_step, CONN_CLOSE_SLICE_US);
+    if (coalesce_due(&cs->coalesce, loop_now_ms(cs->loop))) {
+        struct coalesce_counts counts = {loop_turns(cs->loop), cs->packets_queued, cs->writes,
+                                         platform_thread_cpu_us()};
+        loop_set_wake_interval(cs->loop,
+                               coalesce_update(&cs->coalesce, loop_now_ms(cs->loop), &counts));
+    }
     if (fanout_left || !dl_empty(&cs->rep) || !dl_empty(&cs->pend) || !dl_empty(&cs->cls))
         schedule(cs);
 }
@@ -958,6 +971,7 @@ struct conn_set *conn_set_new(struct loop *loop)
     cs->defer = loop_defer_new(loop, "conn", on_defer, cs);
     cs->wheel_timer = loop_timer_new(loop, "keepalive", on_wheel_timer, cs);
     wheel_init(&cs->wheel, (uint32_t)(loop_now_ms(loop) / CONN_TICK_MS));
+    coalesce_init(&cs->coalesce, 0, loop_now_ms(loop));
     if (!cs->rbuf || !cs->defer || !cs->wheel_timer) {
         conn_set_free(cs);
         return NULL;
@@ -996,6 +1010,13 @@ void conn_set_io(struct conn_set *cs, struct core_io *io)
     io->congestion_cleared = conn_congestion_cleared;
     io->fanout_pending = conn_fanout_pending;
     io->clock_us = conn_clock_us;
+}
+
+void conn_set_coalesce(struct conn_set *cs, uint32_t max_us)
+{
+    cs->coalesce.max_us = max_us;
+    if (!max_us)
+        loop_set_wake_interval(cs->loop, 0);
 }
 
 void conn_set_core(struct conn_set *cs, struct core *core)

@@ -115,6 +115,9 @@ void conn_set_free(struct conn_set *cs);
 /* The core_io that core_new needs (ctx is cs). */
 void conn_set_io(struct conn_set *cs, struct core_io *io);
 /* The core, once core_new has returned; before any conn_accept. */
+/* Wake-up coalescing of up to max_us (config coalesce_us; 0 = never),
+ * turned on and off by the policy in coalesce.h. */
+void conn_set_coalesce(struct conn_set *cs, uint32_t max_us);
 void conn_set_core(struct conn_set *cs, struct core *core);
 
 /* Takes over fd (non-blocking; peer like "1.2.3.4:5678"; lst may be NULL)

@@ -56,6 +56,9 @@
 #define LOOP_COMMON_MAX 64
 #define LOOP_CPU_CHECK_US 250u
 #define LOOP_CPU_MARK_US 250u
+/* A poll that found this many sockets ready means the loop has work
+ * waiting: no coalescing wait after it (it would only idle a busy loop). */
+#define LOOP_COALESCE_BUSY_EVENTS 16
 
 struct loop_defer {
     struct loop *loop;
@@ -73,6 +76,11 @@ struct loop {
     uint64_t callbacks, turns, busy_us, longest_us, longest_wall_us, slow;
     const char *longest_kind, *longest_label, *longest_wall_kind, *longest_wall_label;
     uint64_t cpu_mark, cpu_mark_at; /* thread CPU us, and when it was read */
+    /* Wake-up coalescing (loop_set_wake_interval): when this turn's first
+     * callback ran, and how many sockets its poll found ready. */
+    uint32_t wake_interval_us;
+    uint64_t woke_us, coalesced_waits;
+    int polled;
     uint32_t slow_ms;
     uint64_t slow_warned_at_ms, slow_unwarned;
     bool broken;
@@ -147,6 +155,8 @@ static uint64_t cb_begin(struct loop *l)
 {
     uint64_t t = platform_now_us();
     l->now_ms = t / 1000;
+    if (!l->woke_us)
+        l->woke_us = t;
     if (t - l->cpu_mark_at >= LOOP_CPU_MARK_US)
         cpu_mark(l, t);
     return t;
@@ -262,6 +272,20 @@ static void run_deferred(struct loop *l)
     }
 }
 
+/* Coalescing: after a light turn, the next poll waits until the interval
+ * has passed since this turn woke, so what arrives meanwhile is served in
+ * one turn. Output was flushed by the deferred pass before this. */
+static void coalesce_wait(struct loop *l)
+{
+    if (!l->wake_interval_us || !l->woke_us || l->polled >= LOOP_COALESCE_BUSY_EVENTS)
+        return;
+    uint64_t due = l->woke_us + l->wake_interval_us;
+    if (platform_now_us() >= due)
+        return;
+    platform_sleep_until_us(due);
+    l->coalesced_waits++;
+}
+
 int loop_run(struct loop *l)
 {
     l->broken = false;
@@ -269,6 +293,10 @@ int loop_run(struct loop *l)
         int flags = EVLOOP_ONCE | EVLOOP_NO_EXIT_ON_EMPTY;
         if (l->dhead)
             flags |= EVLOOP_NONBLOCK;
+        else
+            coalesce_wait(l);
+        l->woke_us = 0;
+        l->polled = 0;
         if (event_base_loop(l->base, flags) < 0)
             return -ERR_IO;
         l->turns++;
@@ -302,7 +330,19 @@ void loop_get_stats(const struct loop *l, struct loop_stats *out)
     out->longest_wall_kind = l->longest_wall_kind;
     out->longest_wall_label = l->longest_wall_label;
     out->slow_callbacks = l->slow;
+    out->wake_interval_us = l->wake_interval_us;
+    out->coalesced_waits = l->coalesced_waits;
     out->slow_threshold_ms = l->slow_ms;
+}
+
+void loop_set_wake_interval(struct loop *l, uint32_t us)
+{
+    l->wake_interval_us = us;
+}
+
+uint64_t loop_turns(const struct loop *l)
+{
+    return l->turns;
 }
 
 void loop_set_slow_threshold(struct loop *l, uint32_t ms)
@@ -337,6 +377,7 @@ static void poll_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     l->batch_n = n;
+    l->polled += n;
     for (l->batch_i = 0; l->batch_i < l->batch_n; l->batch_i++) {
         struct loop_io *io = l->batch[l->batch_i].ptr;
         if (!io)

@@ -51,6 +51,8 @@ struct loop_stats {
     const char *longest_wall_kind, *longest_wall_label;
     uint64_t slow_callbacks;   /* over the slow threshold */
     uint32_t slow_threshold_ms;
+    uint32_t wake_interval_us; /* coalescing now (loop_set_wake_interval); 0 = off */
+    uint64_t coalesced_waits;  /* polls that waited for it */
 };
 
 /* For the transport and HTTP files only, which talk to libevent directly
@@ -69,6 +71,14 @@ void loop_break(struct loop *l);
 uint64_t loop_now_ms(const struct loop *l);
 void loop_get_stats(const struct loop *l, struct loop_stats *out);
 void loop_set_slow_threshold(struct loop *l, uint32_t ms);
+/* Wake-up coalescing: after a turn that found few sockets ready, the next
+ * poll waits until us have passed since that turn woke up, so events that
+ * arrive meanwhile share one wake-up (each is served at most us later).
+ * Timers, signals and listeners wait too, by at most us. 0 = off (the
+ * default). The policy of when to turn it on is conn's (coalesce.h). */
+void loop_set_wake_interval(struct loop *l, uint32_t us);
+/* Turns so far (each is one wake-up, or one non-blocking poll). */
+uint64_t loop_turns(const struct loop *l);
 
 /* An fd watcher, embedded in its owner: watching a socket allocates
  * nothing. Sockets sit in an epoll set of the loop's own (platform

@@ -214,6 +214,8 @@ static void reload(struct app *app)
     c->message_size_limit = fresh.message_size_limit;
     c->max_keepalive = fresh.max_keepalive;
     c->max_packet_size = fresh.max_packet_size;
+    c->coalesce_us = fresh.coalesce_us;
+    conn_set_coalesce(app->cs, c->coalesce_us);
     c->log_dest = fresh.log_dest;
     c->log_type = app->verbose ? LOG_T_ALL : fresh.log_type;
     c->log_timestamp = fresh.log_timestamp;
@@ -617,6 +619,7 @@ int main(int argc, char **argv)
         goto out;
     core_set_auth(app.core, app.auth);
     conn_set_core(app.cs, app.core);
+    conn_set_coalesce(app.cs, app.cfg.coalesce_us);
     start_persistence(&app); /* everything stored is back before clients come */
     /* Signals first: once a listener accepts, a supervisor may already
      * send SIGHUP, whose default action would kill us. */

@@ -80,6 +80,11 @@ size_t metrics_format(const struct metrics_figures *f, char *buf, size_t cap)
               (double)l->longest_wall_us / 1e6);
         COUNTER(&o, "loop_slow_callbacks_total", "Callbacks over the slow threshold.",
                 l->slow_callbacks);
+        GAUGE(&o, "loop_coalesce_microseconds",
+              "Wake-up coalescing now: polls wait this long after a wake-up (0 = off).",
+              l->wake_interval_us);
+        COUNTER(&o, "loop_coalesced_waits_total", "Polls that waited to coalesce wake-ups.",
+                l->coalesced_waits);
     }
     if (f->conn) {
         const struct conn_stats *cs = f->conn;

@@ -24,6 +24,8 @@ uint64_t platform_now_us(void);
  * behalf included): not advancing while the OS runs another process. A
  * system call (~0.3-0.5 us), unlike the two above. */
 uint64_t platform_thread_cpu_us(void);
+/* Sleeps until platform_now_us() reaches mono_us, or a signal arrives. */
+void platform_sleep_until_us(uint64_t mono_us);
 /* Wall-clock milliseconds since 1970 (CLOCK_REALTIME), for log lines only. */
 uint64_t platform_wall_ms(void);
 

@@ -26,6 +26,13 @@ uint64_t platform_thread_cpu_us(void)
     return read_clock(CLOCK_THREAD_CPUTIME_ID, 1000u);
 }
 
+void platform_sleep_until_us(uint64_t mono_us)
+{
+    struct timespec ts = {(time_t)(mono_us / 1000000u), (long)(mono_us % 1000000u) * 1000};
+    /* A signal cuts it short: the loop then serves it at once. */
+    clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+}
+
 uint64_t platform_wall_ms(void)
 {
     return read_clock(CLOCK_REALTIME, 1000000u);

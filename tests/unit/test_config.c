@@ -73,6 +73,8 @@ static int64_t field(const struct config *c, const char *name)
         return c->message_size_limit;
     if (!strcmp(name, "max_keepalive"))
         return c->max_keepalive;
+    if (!strcmp(name, "coalesce_us"))
+        return c->coalesce_us;
     if (!strcmp(name, "persistent_client_expiration"))
         return c->persistent_client_expiration;
     if (!strcmp(name, "log_dest"))
@@ -195,6 +197,11 @@ static const struct row rows[] = {
     {"max_queued_messages 2147483648\n", -ERR_CONFIG, "from 0 to 2147483647", {{0}}},
     {"max_queued_messages 1e3\n", -ERR_CONFIG, "got '1e3'", {{0}}},
     {"max_queued_messages -5\n", -ERR_CONFIG, "got '-5'", {{0}}},
+    /* coalesce_us (loopbot's own) */
+    {"max_queued_bytes 0\n", 0, NULL, {{"coalesce_us", 300}}},
+    {"coalesce_us 0\n", 0, NULL, {{"coalesce_us", 0}}},
+    {"coalesce_us 10000\n", 0, NULL, {{"coalesce_us", 10000}}},
+    {"coalesce_us 10001\n", -ERR_CONFIG, "from 0 to 10000", {{0}}},
     /* max_queued_bytes */
     {"max_queued_bytes 0\n", 0, NULL, {{"max_queued_bytes", 0}}},
     {"max_queued_bytes 1048576\n", 0, NULL, {{"max_queued_bytes", 1048576}}},

@@ -149,6 +149,68 @@ static void test_defer_runs_before_next_poll(void **state)
     close(sv[1]);
 }
 
+/* Each read drains one byte, notes the time, and writes the next byte
+ * itself: the socket is ready again at once. */
+struct paced {
+    struct loop_io io;
+    struct loop *loop;
+    int peer;
+    int n;
+    uint64_t at[4];
+};
+
+static void on_paced(struct loop_io *io, unsigned ev)
+{
+    struct paced *p = (struct paced *)(void *)io;
+    (void)ev;
+    char c;
+    assert_int_equal(read(io->fd, &c, 1), 1);
+    p->at[p->n++] = platform_now_us();
+    if (p->n == 4) {
+        loop_break(p->loop);
+        return;
+    }
+    assert_int_equal(write(p->peer, "x", 1), 1);
+}
+
+static void run_paced(struct paced *p, uint32_t interval_us)
+{
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    p->loop = loop_new();
+    p->peer = sv[1];
+    p->n = 0;
+    loop_set_wake_interval(p->loop, interval_us);
+    static const struct loop_io_kind kind = {on_paced, "paced"};
+    loop_io_init(&p->io, p->loop, sv[0], &kind);
+    assert_int_equal(loop_io_set(&p->io, LOOP_READ), 0);
+    assert_int_equal(write(sv[1], "x", 1), 1);
+    assert_int_equal(loop_run(p->loop), 0);
+    loop_io_fini(&p->io);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+/* With an interval, a socket that is ready again at once is served the
+ * interval after the previous wake-up, not at once; without, at once. */
+static void test_wake_interval_spaces_turns(void **state)
+{
+    struct paced p;
+    run_paced(&p, 20000);
+    struct loop_stats st;
+    loop_get_stats(p.loop, &st);
+    assert_int_equal(st.wake_interval_us, 20000);
+    assert_int_equal(st.coalesced_waits, 3);
+    for (int i = 1; i < 4; i++)
+        assert_true(p.at[i] - p.at[i - 1] >= 20000);
+    loop_free(p.loop);
+
+    run_paced(&p, 0);
+    loop_get_stats(p.loop, &st);
+    assert_int_equal(st.coalesced_waits, 0);
+    loop_free(p.loop);
+}
+
 static void on_defer_again(void *arg)
 {
     struct rec *r = arg;
@@ -573,6 +635,7 @@ int main(void)
         cmocka_unit_test(test_periodic_and_stop),
         cmocka_unit_test(test_defer_runs_before_next_poll),
         cmocka_unit_test(test_defer_rescheduled_runs_next_turn),
+        cmocka_unit_test(test_wake_interval_spaces_turns),
         cmocka_unit_test(test_defer_free_while_scheduled),
         cmocka_unit_test(test_io_write_interest),
         cmocka_unit_test(test_io_finished_mid_batch_is_skipped),
