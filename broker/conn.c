@@ -721,9 +721,21 @@ static void after_flush(struct conn *cn, int r)
     update_interest(cn);
 }
 
+/* Writes chunk by chunk while the kernel takes them, for at most
+ * CONN_FLUSH_STEP_US (after the first chunk). */
+static int flush_step_timed(struct conn *cn)
+{
+    uint64_t t0 = platform_now_us();
+    int r;
+    do
+        r = flush(cn, CONN_WRITE_CHUNK);
+    while (r == FLUSH_MORE && platform_now_us() - t0 < CONN_FLUSH_STEP_US);
+    return r;
+}
+
 static void on_writable(struct conn *cn)
 {
-    after_flush(cn, flush(cn, CONN_WRITE_BUDGET));
+    after_flush(cn, flush_step_timed(cn));
 }
 
 void conn_wants_write(void *ctx, void *conn)
@@ -833,7 +845,7 @@ static void on_deadline(void *ctx, struct wheel_node *n)
 static void close_step(struct conn *cn)
 {
     if (!cn->lingering && !cn->io_dead && !cn->cs->hard) {
-        int r = flush(cn, CONN_WRITE_BUDGET);
+        int r = flush_step_timed(cn);
         if (r == FLUSH_BLOCKED || r == FLUSH_MORE) {
             cn->lingering = true;
             cn->write_armed = true;
@@ -904,7 +916,7 @@ static void on_io(struct loop_io *io, unsigned events)
 static void flush_step(struct conn *cn)
 {
     if (!cn->write_armed && !cn->io_dead)
-        after_flush(cn, flush(cn, CONN_WRITE_BUDGET));
+        after_flush(cn, flush_step_timed(cn));
 }
 
 /* One phase of the deferred pass: step for the connections on list (linked

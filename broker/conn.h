@@ -50,15 +50,22 @@ struct listener;
 /* The deferred pass's slices, by time: a large fan-out's pending
  * deliveries (in chunks of CONN_FANOUT_CHUNK), leftover input, flushes,
  * closes, each after at least one item. Measured on loopback (2-core VM): a
- * small writev ~10-40 us, a 256 KiB one (a subscriber far behind) ~150 us,
- * a close with its session ~150-200 us. Whatever does not fit waits a
- * turn; a whole pass stays near 1.5 ms of CPU. */
+ * small writev ~10-40 us, a 64 KiB chunk to a subscriber far behind up to
+ * ~0.3 ms, a close with its session ~150-200 us (a close in a storm of
+ * 10,000, up to 2-4 ms: the kernel's TCP teardown inside close()).
+ * Whatever does not fit waits a turn; a whole pass stays near 1.5 ms of
+ * CPU. */
 #define CONN_FANOUT_SLICE_US 300u
 #define CONN_FANOUT_CHUNK 64u
 #define CONN_INPUT_SLICE_US 300u
 #define CONN_FLUSH_SLICE_US 500u
 #define CONN_CLOSE_SLICE_US 300u
-#define CONN_WRITE_BUDGET (256u * 1024u)
+/* A flush writes CONN_WRITE_CHUNK at a time, while it has more and less
+ * than CONN_FLUSH_STEP_US has passed: a 256 KiB writev to a fast
+ * subscriber over loopback took ~1.2 ms of CPU (the copy and the
+ * receiver's TCP work), one chunk ~0.2 ms. */
+#define CONN_WRITE_CHUNK (64u * 1024u)
+#define CONN_FLUSH_STEP_US 250u
 #define CONN_IOV_MAX 64
 #define CONN_HIGH_WATER (1024u * 1024u)
 #define CONN_LOW_WATER (256u * 1024u)
