@@ -92,7 +92,7 @@ END {
     print ""
     print "ratio = loopbot / mosquitto. loss: QoS 1 = acknowledged but never delivered (must be 0);"
     print "q0: = QoS 0 messages not delivered (allowed). \"!\" = the run reported errors or ok=0."
-    print "cpu% b/g = broker / generator CPU over the window (100 = one core). loop longest = loopbot, whole run: the longest callback by CPU time, then by wall time (preemption by other processes included)."
+    print "cpu% b/g = broker / generator CPU over the window (100 = one core). loop longest = loopbot, the measurement window (idle rows: whole run): the longest callback by CPU time, then by wall time (preemption by other processes included)."
 }' "$1"
 }
 if [ -n "$table_only" ]; then print_table "$table_only"; exit 0; fi
@@ -192,7 +192,11 @@ run_one() {
         fi
     done
     # mqttload stops by itself (alarm); timeout is a second bound.
-    line=$(timeout -k 5 300 "$mqttload" $args --port "$port" --broker-pid $pid --label "$broker" \
+    # loopbot logs its loop statistics for the window alone on SIGUSR2 (sent
+    # as the window starts and ends); mosquitto is not signalled.
+    local sig=
+    [ "$broker" = loopbot ] && sig="--window-signal usr2"
+    line=$(timeout -k 5 300 "$mqttload" $args $sig --port "$port" --broker-pid $pid --label "$broker" \
                2> "$out/$name.$broker.mqttload.err" | tee "$out/$name.$broker.mqttload.out" | grep '^RESULT ')
     rc=$?
     if ! kill -0 $pid 2>/dev/null; then
@@ -206,7 +210,14 @@ run_one() {
     wait $pid 2>/dev/null
     longest=-
     if [ "$broker" = loopbot ]; then
-        longest=$(sed -n 's/.*Loop: .*longest \([0-9.]*\) ms (\([^)]*\)), \([0-9.]*\) ms wall.*/\1ms(\2)_wall_\3ms/p' "$log" | tail -1 | tr ' ' '_')
+        # Three Loop lines with a window (its start, its end, shutdown): the
+        # second covers the window; idle scenarios have one (the whole run).
+        longest=$(sed -n 's/.*Loop: .*longest \([0-9.]*\) ms (\([^)]*\)), \([0-9.]*\) ms wall.*/\1ms(\2)_wall_\3ms/p' "$log" | tr ' ' '_')
+        if [ "$(echo "$longest" | wc -l)" -ge 3 ]; then
+            longest=$(echo "$longest" | sed -n 2p)
+        else
+            longest=$(echo "$longest" | tail -1)
+        fi
         [ -n "$longest" ] || longest=-
     fi
     [ -n "$line" ] || line="RESULT scenario=? label=$broker fail=no_result"

@@ -61,6 +61,7 @@ static struct {
     int max_pending; /* connection handshakes outstanding at once */
     double connect_timeout;
     int sched; /* 'b': SCHED_BATCH (default), 'n': leave the policy alone */
+    int window_signal; /* sent to broker_pid as the window starts and ends; 0 = none */
 } opt = {
     .scen = SC_FANIN, .port = 1883, .n = 100, .pubs = 100, .subs = 100, .qos = 0,
     .proto = 4, .payload = 64, .duration = 10, .warmup = 2, .drain = 5, .rate = 0,
@@ -1107,7 +1108,9 @@ static void usage(void)
             "  --max-pending N        connection handshakes in progress at once (200)\n"
             "  --connect-timeout S    (120)\n"
             "  --sched batch|normal   the generator's scheduling policy (batch: its wakeups\n"
-            "                         never preempt the broker under test)\n");
+            "                         never preempt the broker under test)\n"
+            "  --window-signal usr2   send SIGUSR2 to --broker-pid as the window starts and\n"
+            "                         ends (loopbot then logs its loop statistics for it)\n");
     exit(2);
 }
 
@@ -1153,6 +1156,11 @@ static void parse_args(int argc, char **argv)
         else if (ARG("--window", "")) opt.window = (int)num(v, a);
         else if (ARG("--keepalive", "")) opt.keepalive = (int)num(v, a);
         else if (ARG("--broker-pid", "")) opt.broker_pid = (int)num(v, a);
+        else if (ARG("--window-signal", "")) {
+            if (strcmp(v, "usr2") != 0)
+                die("--window-signal: only usr2");
+            opt.window_signal = SIGUSR2;
+        }
         else if (ARG("--label", "")) opt.label = v;
         else if (ARG("--max-pending", "")) opt.max_pending = (int)num(v, a);
         else if (ARG("--connect-timeout", "")) opt.connect_timeout = num(v, a);
@@ -1285,6 +1293,8 @@ int main(int argc, char **argv)
             if (in_phase >= opt.warmup) {
                 phase = PH_WINDOW;
                 phase_t0 = win_start = t_now;
+                if (opt.window_signal && opt.broker_pid > 0)
+                    kill(opt.broker_pid, opt.window_signal);
                 cpu0 = proc_cpu_s(opt.broker_pid);
                 gcpu0 = self_cpu_s();
             }
@@ -1293,6 +1303,8 @@ int main(int argc, char **argv)
             if (in_phase >= opt.duration) {
                 cpu1 = proc_cpu_s(opt.broker_pid);
                 gcpu1 = self_cpu_s();
+                if (opt.window_signal && opt.broker_pid > 0)
+                    kill(opt.broker_pid, opt.window_signal);
                 rss_end = proc_rss_kb(opt.broker_pid);
                 phase = PH_DRAIN;
                 phase_t0 = win_end = t_now;

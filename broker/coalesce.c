@@ -45,7 +45,7 @@ uint32_t coalesce_update(struct coalesce *c, uint64_t now_ms, const struct coale
     uint64_t merged = packets > writes ? packets - writes : 0;
     uint64_t min_turns = c->on ? COALESCE_OFF_TURNS_PER_S : COALESCE_ON_TURNS_PER_S;
     bool qualifies = c->max_us && turns * 1000u / ms >= min_turns &&
-                     packets >= COALESCE_MIN_PACKETS && merged * 10u >= packets;
+                     packets >= COALESCE_MIN_PACKETS && merged * COALESCE_MERGED_ONE_IN >= packets;
     if (!qualifies) {
         c->state = CO_IDLE;
         c->on = false;
@@ -63,8 +63,8 @@ uint32_t coalesce_update(struct coalesce *c, uint64_t now_ms, const struct coale
         break;
     case CO_MEASURE_ON:
         if (measured(c, cpu_us, packets)) {
-            uint64_t cost_on = c->cpu_us * 1000u / c->packets;
-            c->on = cost_on * 10u < c->cost_off * 9u;
+            c->cost_on = c->cpu_us * 1000u / c->packets;
+            c->on = c->cost_on * 10u < c->cost_off * 9u;
             c->state = CO_SETTLED;
             c->settled_ms = now_ms;
         }

@@ -940,6 +940,21 @@ static void run_sliced(struct dlink *list, size_t link, void (*step)(struct conn
         dl_push(list, n);
 }
 
+/* A coalescing window ended: let the policy decide, and say what it
+ * decided after a measurement (at most twice a minute). */
+static void coalesce_window(struct conn_set *cs)
+{
+    struct coalesce *co = &cs->coalesce;
+    struct coalesce_counts counts = {loop_turns(cs->loop), cs->packets_queued, cs->writes,
+                                     platform_thread_cpu_us()};
+    enum coalesce_state was = co->state;
+    loop_set_wake_interval(cs->loop, coalesce_update(co, loop_now_ms(cs->loop), &counts));
+    if (co->state == CO_SETTLED && was != CO_SETTLED)
+        log_printf(LOG_T_INFO,
+                   "Wake-up coalescing %s: %.1f us of CPU per packet with it, %.1f without.",
+                   co->on ? "on" : "off", (double)co->cost_on / 1e3, (double)co->cost_off / 1e3);
+}
+
 /* Once per loop turn: a fan-out slice, leftover input, output, closes.
  * Each phase is sliced by time, so a fan-out to thousands of subscribers,
  * a few subscribers with 256 KiB to write each, or thousands of clients
@@ -957,12 +972,8 @@ static void on_defer(void *arg)
     run_sliced(&cs->rep, offsetof(struct conn, work), reprocess, CONN_INPUT_SLICE_US);
     run_sliced(&cs->pend, offsetof(struct conn, pend), flush_step, CONN_FLUSH_SLICE_US);
     run_sliced(&cs->cls, offsetof(struct conn, work), close_step, CONN_CLOSE_SLICE_US);
-    if (coalesce_due(&cs->coalesce, loop_now_ms(cs->loop))) {
-        struct coalesce_counts counts = {loop_turns(cs->loop), cs->packets_queued, cs->writes,
-                                         platform_thread_cpu_us()};
-        loop_set_wake_interval(cs->loop,
-                               coalesce_update(&cs->coalesce, loop_now_ms(cs->loop), &counts));
-    }
+    if (coalesce_due(&cs->coalesce, loop_now_ms(cs->loop)))
+        coalesce_window(cs);
     if (fanout_left || !dl_empty(&cs->rep) || !dl_empty(&cs->pend) || !dl_empty(&cs->cls))
         schedule(cs);
 }

@@ -335,6 +335,12 @@ void loop_get_stats(const struct loop *l, struct loop_stats *out)
     out->slow_threshold_ms = l->slow_ms;
 }
 
+void loop_reset_longest(struct loop *l)
+{
+    l->longest_us = l->longest_wall_us = 0;
+    l->longest_kind = l->longest_label = l->longest_wall_kind = l->longest_wall_label = NULL;
+}
+
 void loop_set_wake_interval(struct loop *l, uint32_t us)
 {
     l->wake_interval_us = us;

@@ -70,6 +70,8 @@ void loop_break(struct loop *l);
 /* Monotonic ms, read when the callback now running was dispatched. */
 uint64_t loop_now_ms(const struct loop *l);
 void loop_get_stats(const struct loop *l, struct loop_stats *out);
+/* Starts a new period for longest_us and longest_wall_us (SIGUSR2). */
+void loop_reset_longest(struct loop *l);
 void loop_set_slow_threshold(struct loop *l, uint32_t ms);
 /* Wake-up coalescing: after a turn that found few sockets ready, the next
  * poll waits until us have passed since that turn woke up, so events that

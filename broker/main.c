@@ -41,7 +41,7 @@ struct app {
     struct conn_set *cs;
     struct core *core;
     struct listener_set *ls;
-    struct loop_signal *sig[3];
+    struct loop_signal *sig[5];
     struct loop_timer *tick;
     struct loop_timer *stop_timer;
     bool stopping;
@@ -353,9 +353,24 @@ static void on_stop_timeout(void *arg)
     loop_break(app->loop);
 }
 
+static void log_loop_stats(const struct app *app);
+
 static void on_signal(void *arg, int signo)
 {
     struct app *app = arg;
+    if (signo == SIGUSR1) {
+        /* mosquitto saves its database now; ours is always written. */
+        log_printf(LOG_T_NOTICE, "Received SIGUSR1: persistence is written continuously, "
+                                 "nothing to save.");
+        return;
+    }
+    if (signo == SIGUSR2) {
+        log_printf(LOG_T_NOTICE, "Received SIGUSR2: loop statistics since start or the last "
+                                 "SIGUSR2; the longest hold starts over.");
+        log_loop_stats(app);
+        loop_reset_longest(app->loop);
+        return;
+    }
     if (signo == SIGHUP) {
         log_reopen();
         log_printf(LOG_T_NOTICE, "Received SIGHUP: log file reopened, reloading configuration.");
@@ -494,7 +509,7 @@ static void app_free(struct app *app)
     stop_persistence(app); /* before core_free, which must not touch the store */
     listener_set_free(app->ls);
     core_free(app->core);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 5; i++)
         loop_signal_remove(app->sig[i]);
     loop_timer_free(app->tick);
     loop_timer_free(app->stop_timer);
@@ -623,8 +638,8 @@ int main(int argc, char **argv)
     start_persistence(&app); /* everything stored is back before clients come */
     /* Signals first: once a listener accepts, a supervisor may already
      * send SIGHUP, whose default action would kill us. */
-    static const int signals[3] = {SIGINT, SIGTERM, SIGHUP};
-    for (int i = 0; i < 3; i++)
+    static const int signals[5] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2};
+    for (int i = 0; i < 5; i++)
         if (!(app.sig[i] = loop_signal_add(app.loop, signals[i], on_signal, &app)))
             goto out;
     app.ls = listener_set_new(app.loop, app.cs, &app.cfg);

@@ -4,6 +4,7 @@ answer and their figures move with the traffic."""
 
 import os
 import resource
+import signal
 import selectors
 import socket
 import threading
@@ -381,6 +382,22 @@ class OperatorEndpoints(BrokerTestCase):
                                 - self.metric(before, "loopbot_messages_received_total"), 20)
         self.assertGreater(self.metric(after, "loopbot_loop_callbacks_total"),
                            self.metric(before, "loopbot_loop_callbacks_total"))
+
+    def test_usr_signals_keep_the_broker_running(self):
+        # mosquitto users send SIGUSR1 (save now) and SIGUSR2 (debug dump);
+        # their default action would kill the process.
+        os.kill(self.broker.proc.pid, signal.SIGUSR1)
+        os.kill(self.broker.proc.pid, signal.SIGUSR2)
+        deadline = time.monotonic() + 5
+        while "Received SIGUSR2" not in self.broker.stderr() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        log = self.broker.stderr()
+        self.assertIn("Received SIGUSR1: persistence is written continuously", log)
+        self.assertIn("Received SIGUSR2", log)
+        self.assertRegex(log, r"Loop: \d+ callbacks .*longest [\d.]+ ms .* ms wall")
+        self.assertTrue(self.broker.alive())
+        c = self.raw()
+        c.connect("after-signals")
 
     def wait_value(self, sub, topic, want, timeout=4.0):
         """Reads PUBLISHes on topic until its payload is want (the retained
