@@ -598,6 +598,7 @@ int main(int argc, char **argv)
         app.cfg.log_type = LOG_T_ALL;
 
     platform_ignore_sigpipe();
+    platform_heap_keep();
     uint64_t nofile = 0;
     int nofile_rc = platform_raise_nofile(&nofile);
     log_open(&app.cfg);

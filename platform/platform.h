@@ -37,6 +37,9 @@ int platform_random(void *buf, size_t len);
 /* Raises the RLIMIT_NOFILE soft limit to the hard limit; *limit (may be
  * NULL) receives the soft limit now in force. Returns 0 or -errno. */
 int platform_raise_nofile(uint64_t *limit);
+/* The heap is not returned to the OS from inside free() (glibc returns a
+ * burst's worth at once there, holding the loop tens of ms): see heap.c. */
+void platform_heap_keep(void);
 /* SIGPIPE would kill the broker when a peer resets while we write. */
 int platform_ignore_sigpipe(void);
 
