@@ -10,25 +10,33 @@ bool coalesce_due(const struct coalesce *c, uint64_t now_ms)
     return now_ms - c->window_start_ms >= COALESCE_WINDOW_MS;
 }
 
-static void start_measuring(struct coalesce *c, enum coalesce_state state)
+static void start_measuring(struct coalesce *c)
 {
-    c->state = state;
-    c->on = state == CO_MEASURE_ON;
+    c->state = CO_MEASURING;
+    c->phase = 0;
+    c->on = false;
     c->windows = 0;
-    c->cpu_us = c->packets = 0;
     c->skip = true;
+    c->cpu_us[0] = c->cpu_us[1] = c->packets[0] = c->packets[1] = 0;
 }
 
-/* One more window of the measurement under way; false until it is done. */
+/* One more window of the measurement; true when the last phase is done. */
 static bool measured(struct coalesce *c, uint64_t cpu_us, uint64_t packets)
 {
     if (c->skip) {
         c->skip = false;
         return false;
     }
-    c->cpu_us += cpu_us;
-    c->packets += packets;
-    return ++c->windows >= COALESCE_MEASURE_WINDOWS;
+    c->cpu_us[c->phase & 1] += cpu_us;
+    c->packets[c->phase & 1] += packets;
+    if (++c->windows < COALESCE_MEASURE_WINDOWS)
+        return false;
+    c->windows = 0;
+    c->skip = true;
+    if (++c->phase == COALESCE_PHASES)
+        return true;
+    c->on = c->phase & 1;
+    return false;
 }
 
 uint32_t coalesce_update(struct coalesce *c, uint64_t now_ms, const struct coalesce_counts *now)
@@ -53,17 +61,17 @@ uint32_t coalesce_update(struct coalesce *c, uint64_t now_ms, const struct coale
     }
     switch (c->state) {
     case CO_IDLE:
-        start_measuring(c, CO_MEASURE_OFF);
+        c->state = CO_SETTLING;
+        c->windows = 0;
         break;
-    case CO_MEASURE_OFF:
-        if (measured(c, cpu_us, packets)) {
-            c->cost_off = c->cpu_us * 1000u / c->packets;
-            start_measuring(c, CO_MEASURE_ON);
-        }
+    case CO_SETTLING:
+        if (++c->windows >= COALESCE_SETTLE_WINDOWS)
+            start_measuring(c);
         break;
-    case CO_MEASURE_ON:
+    case CO_MEASURING:
         if (measured(c, cpu_us, packets)) {
-            c->cost_on = c->cpu_us * 1000u / c->packets;
+            c->cost_off = c->cpu_us[0] * 1000u / c->packets[0];
+            c->cost_on = c->cpu_us[1] * 1000u / c->packets[1];
             c->on = c->cost_on * 10u < c->cost_off * 9u;
             c->state = CO_SETTLED;
             c->settled_ms = now_ms;
@@ -71,7 +79,7 @@ uint32_t coalesce_update(struct coalesce *c, uint64_t now_ms, const struct coale
         break;
     case CO_SETTLED:
         if (now_ms - c->settled_ms >= COALESCE_REPROBE_MS)
-            start_measuring(c, CO_MEASURE_OFF);
+            start_measuring(c);
         break;
     }
     return c->on ? c->max_us : 0;

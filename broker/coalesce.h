@@ -18,11 +18,14 @@
  * messages meet on connections (fan-in QoS 1 at 20,000 msg/s: 8-20%;
  * 500 publisher/subscriber pairs: none, and the policy leaves them alone;
  * a tenth here left the fan-in out in runs with little natural batching)
- * -- it measures the broker's CPU time per packet for
- * COALESCE_MEASURE_WINDOWS windows without coalescing, then as many with,
- * and coalesces if that was at least a tenth cheaper. It measures again
- * every COALESCE_REPROBE_MS, and stops at once when the traffic no longer
- * qualifies. The first window after each switch is not counted. */
+ * -- it waits COALESCE_SETTLE_WINDOWS (traffic that has just started is
+ * not yet what it will be: publishers starting in step batch themselves),
+ * then measures the broker's CPU time per packet without and with
+ * coalescing, alternating four times (off, on, off, on; each phase skips
+ * its first window and counts the next COALESCE_MEASURE_WINDOWS, so slow
+ * drift in the load favours neither), and coalesces if the "on" phases were
+ * at least a tenth cheaper. It measures again every COALESCE_REPROBE_MS,
+ * and stops at once when the traffic no longer qualifies. */
 #ifndef LOOPBOT_BROKER_COALESCE_H
 #define LOOPBOT_BROKER_COALESCE_H
 
@@ -34,7 +37,9 @@
 #define COALESCE_OFF_TURNS_PER_S 1000u /* to stay qualified (coalescing caps turns) */
 #define COALESCE_MIN_PACKETS 200u      /* per window, for a measurement */
 #define COALESCE_MERGED_ONE_IN 50u
+#define COALESCE_SETTLE_WINDOWS 10u
 #define COALESCE_MEASURE_WINDOWS 2u
+#define COALESCE_PHASES 4u /* off, on, off, on */
 #define COALESCE_REPROBE_MS 30000u
 
 struct coalesce_counts {
@@ -44,15 +49,16 @@ struct coalesce_counts {
     uint64_t cpu_us;  /* the loop thread's CPU time */
 };
 
-enum coalesce_state { CO_IDLE, CO_MEASURE_OFF, CO_MEASURE_ON, CO_SETTLED };
+enum coalesce_state { CO_IDLE, CO_SETTLING, CO_MEASURING, CO_SETTLED };
 
 struct coalesce {
     uint32_t max_us; /* the interval when on; 0 = never */
     bool on;
     enum coalesce_state state;
-    uint32_t windows;            /* counted in this measurement */
+    uint32_t windows;            /* settling, or counted in this phase */
+    uint32_t phase;              /* measuring: 0..COALESCE_PHASES-1; odd = on */
     bool skip;                   /* the next window follows a switch */
-    uint64_t cpu_us, packets;    /* this measurement's sums */
+    uint64_t cpu_us[2], packets[2]; /* the measurement's sums: [0] off, [1] on */
     uint64_t cost_off, cost_on;  /* ns of CPU per packet, as last measured */
     uint64_t settled_ms;
     uint64_t window_start_ms;

@@ -38,10 +38,13 @@ static uint32_t fanin(struct coalesce *c, struct traffic *t, uint64_t cost_on)
     return window(c, t, 600, 2000, 1200, 24000, cost_on);
 }
 
-/* Windows until the decision: the first qualifying window starts the
- * measurement; each of its two halves skips one window and counts the next
- * ones; the last counted window decides. */
-enum { HALF = 1 + COALESCE_MEASURE_WINDOWS, TO_DECIDE = 1 + 2 * HALF };
+/* Windows until the decision: the first qualifying window, the settling
+ * ones, then four phases (off, on, off, on) each skipping one window and
+ * counting COALESCE_MEASURE_WINDOWS; the last counted window decides. */
+enum {
+    MEASURE = COALESCE_PHASES * (1 + COALESCE_MEASURE_WINDOWS),
+    TO_DECIDE = 1 + COALESCE_SETTLE_WINDOWS + MEASURE,
+};
 
 static void test_cheaper_when_coalesced_turns_it_on(void **state)
 {
@@ -50,15 +53,22 @@ static void test_cheaper_when_coalesced_turns_it_on(void **state)
     struct traffic t = {1000, {0}};
     coalesce_init(&c, MAX_US, t.now_ms);
     assert_false(coalesce_due(&c, t.now_ms + COALESCE_WINDOW_MS - 1));
-    uint32_t got = 0;
+    /* No waiting while the traffic settles. */
+    for (int i = 0; i < 1 + (int)COALESCE_SETTLE_WINDOWS; i++)
+        assert_int_equal(fanin(&c, &t, 12000), 0);
     int probed = 0;
-    for (int i = 0; i < TO_DECIDE; i++) {
+    uint32_t got = 0;
+    for (int i = 0; i < MEASURE; i++) {
         got = fanin(&c, &t, 12000);
         probed += got == MAX_US;
     }
+    assert_int_equal(c.state, CO_SETTLED);
     assert_int_equal(got, MAX_US);
-    /* on from the end of the "off" half: the "on" half, then settled */
-    assert_int_equal(probed, 1 + HALF);
+    /* each "on" phase (from the window that switches to it to the one
+     * before it switches back), and the deciding window */
+    assert_int_equal(probed, 2 * (1 + COALESCE_MEASURE_WINDOWS) + 1);
+    assert_int_equal(c.cost_off, 24000);
+    assert_int_equal(c.cost_on, 12000);
     for (int i = 0; i < 50; i++)
         assert_int_equal(fanin(&c, &t, 12000), MAX_US);
 }
@@ -71,12 +81,13 @@ static void test_no_cheaper_stays_off(void **state)
     coalesce_init(&c, MAX_US, t.now_ms);
     for (int i = 0; i < TO_DECIDE; i++)
         fanin(&c, &t, 23000); /* 4% cheaper: under the 10% bar */
+    assert_int_equal(c.state, CO_SETTLED);
     for (int i = 0; i < 50; i++)
         assert_int_equal(fanin(&c, &t, 23000), 0);
 }
 
-/* Pairs: every packet has its own write; QoS 0 trickle: few turns. Neither
- * is ever measured, so no message is held for it. */
+/* Pairs: every packet has its own write; QoS 0 trickle: few turns; few
+ * packets. None is ever measured, so no message is held for it. */
 static void test_unmerged_or_slow_traffic_never_coalesces(void **state)
 {
     (void)state;
@@ -89,6 +100,7 @@ static void test_unmerged_or_slow_traffic_never_coalesces(void **state)
         assert_int_equal(window(&c, &t, 150, 2000, 1000, 24000, 1000), 0);
     for (int i = 0; i < 100; i++)
         assert_int_equal(window(&c, &t, 600, 100, 50, 24000, 1000), 0);
+    assert_int_equal(c.state, CO_IDLE);
 }
 
 static void test_off_when_configured_off(void **state)
@@ -102,7 +114,7 @@ static void test_off_when_configured_off(void **state)
 }
 
 /* Settled on: the traffic drops to a trickle -> off at once; it returns
- * -> measured again before coalescing. */
+ * -> settles and is measured again before coalescing. */
 static void test_traffic_change_stops_and_remeasures(void **state)
 {
     (void)state;
@@ -115,15 +127,16 @@ static void test_traffic_change_stops_and_remeasures(void **state)
     /* coalescing caps turns: 200 a window (2,000/s) still qualifies */
     assert_int_equal(window(&c, &t, 200, 2000, 600, 24000, 12000), MAX_US);
     assert_int_equal(window(&c, &t, 50, 2000, 600, 24000, 12000), 0);
-    /* measured again from the start: off for the first window and the
-     * "off" half, then on */
-    for (int i = 0; i < TO_DECIDE; i++)
-        assert_int_equal(fanin(&c, &t, 12000) == MAX_US, i >= HALF);
+    assert_int_equal(c.state, CO_IDLE);
+    for (int i = 0; i < 1 + (int)COALESCE_SETTLE_WINDOWS; i++)
+        assert_int_equal(fanin(&c, &t, 12000), 0);
+    for (int i = 0; i < MEASURE; i++)
+        fanin(&c, &t, 12000);
     assert_true(c.on);
 }
 
-/* Settled, it measures again every COALESCE_REPROBE_MS: if coalescing no
- * longer pays, it stops. */
+/* Settled, it measures again every COALESCE_REPROBE_MS (no settling: the
+ * traffic has been steady): if coalescing no longer pays, it stops. */
 static void test_remeasures_periodically(void **state)
 {
     (void)state;
@@ -136,9 +149,11 @@ static void test_remeasures_periodically(void **state)
     int windows = COALESCE_REPROBE_MS / COALESCE_WINDOW_MS;
     for (int i = 0; i < windows - 1; i++)
         assert_int_equal(fanin(&c, &t, 30000), MAX_US);
-    assert_int_equal(fanin(&c, &t, 30000), 0); /* measuring "off" again */
-    for (int i = 0; i < TO_DECIDE; i++)
+    assert_int_equal(fanin(&c, &t, 30000), 0); /* measuring, "off" first */
+    assert_int_equal(c.state, CO_MEASURING);
+    for (int i = 0; i < MEASURE; i++)
         fanin(&c, &t, 30000);
+    assert_int_equal(c.state, CO_SETTLED);
     assert_false(c.on);
 }
 
