@@ -46,12 +46,26 @@ enum {
     TO_DECIDE = 1 + COALESCE_SETTLE_WINDOWS + MEASURE,
 };
 
+static void start(struct coalesce *c, struct traffic *t, uint32_t max_us)
+{
+    *t = (struct traffic){1000, {0}};
+    coalesce_init(c, max_us, t->now_ms);
+}
+
+/* From the first qualifying fan-in window to the decision. */
+static void run_to_decision(struct coalesce *c, struct traffic *t, uint64_t cost_on)
+{
+    for (int i = 0; i < TO_DECIDE; i++)
+        fanin(c, t, cost_on);
+    assert_int_equal(c->state, CO_SETTLED);
+}
+
 static void test_cheaper_when_coalesced_turns_it_on(void **state)
 {
     (void)state;
     struct coalesce c;
-    struct traffic t = {1000, {0}};
-    coalesce_init(&c, MAX_US, t.now_ms);
+    struct traffic t;
+    start(&c, &t, MAX_US);
     assert_false(coalesce_due(&c, t.now_ms + COALESCE_WINDOW_MS - 1));
     /* No waiting while the traffic settles. */
     for (int i = 0; i < 1 + (int)COALESCE_SETTLE_WINDOWS; i++)
@@ -77,11 +91,9 @@ static void test_no_cheaper_stays_off(void **state)
 {
     (void)state;
     struct coalesce c;
-    struct traffic t = {1000, {0}};
-    coalesce_init(&c, MAX_US, t.now_ms);
-    for (int i = 0; i < TO_DECIDE; i++)
-        fanin(&c, &t, 23000); /* 4% cheaper: under the 10% bar */
-    assert_int_equal(c.state, CO_SETTLED);
+    struct traffic t;
+    start(&c, &t, MAX_US);
+    run_to_decision(&c, &t, 23000); /* 4% cheaper: under the 10% bar */
     for (int i = 0; i < 50; i++)
         assert_int_equal(fanin(&c, &t, 23000), 0);
 }
@@ -92,8 +104,8 @@ static void test_unmerged_or_slow_traffic_never_coalesces(void **state)
 {
     (void)state;
     struct coalesce c;
-    struct traffic t = {1000, {0}};
-    coalesce_init(&c, MAX_US, t.now_ms);
+    struct traffic t;
+    start(&c, &t, MAX_US);
     for (int i = 0; i < 100; i++)
         assert_int_equal(window(&c, &t, 600, 2000, 2000, 24000, 1000), 0);
     for (int i = 0; i < 100; i++)
@@ -107,8 +119,8 @@ static void test_off_when_configured_off(void **state)
 {
     (void)state;
     struct coalesce c;
-    struct traffic t = {1000, {0}};
-    coalesce_init(&c, 0, t.now_ms);
+    struct traffic t;
+    start(&c, &t, 0);
     for (int i = 0; i < 100; i++)
         assert_int_equal(fanin(&c, &t, 1000), 0);
 }
@@ -119,10 +131,9 @@ static void test_traffic_change_stops_and_remeasures(void **state)
 {
     (void)state;
     struct coalesce c;
-    struct traffic t = {1000, {0}};
-    coalesce_init(&c, MAX_US, t.now_ms);
-    for (int i = 0; i < TO_DECIDE; i++)
-        fanin(&c, &t, 12000);
+    struct traffic t;
+    start(&c, &t, MAX_US);
+    run_to_decision(&c, &t, 12000);
     assert_true(c.on);
     /* coalescing caps turns: 200 a window (2,000/s) still qualifies */
     assert_int_equal(window(&c, &t, 200, 2000, 600, 24000, 12000), MAX_US);
@@ -141,10 +152,9 @@ static void test_remeasures_periodically(void **state)
 {
     (void)state;
     struct coalesce c;
-    struct traffic t = {1000, {0}};
-    coalesce_init(&c, MAX_US, t.now_ms);
-    for (int i = 0; i < TO_DECIDE; i++)
-        fanin(&c, &t, 12000);
+    struct traffic t;
+    start(&c, &t, MAX_US);
+    run_to_decision(&c, &t, 12000);
     assert_true(c.on);
     int windows = COALESCE_REPROBE_MS / COALESCE_WINDOW_MS;
     for (int i = 0; i < windows - 1; i++)

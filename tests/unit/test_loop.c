@@ -528,48 +528,40 @@ static void test_preempted_callback_counts_as_wall_time_only(void **state)
     loop_free(r.loop);
 }
 
-static void test_slow_callback_is_logged(void **state)
+/* Runs one slow timer callback (threshold 5 ms) and collects the log. */
+static void log_of_slow_timer(const char *label, loop_fn fn, char *buf, size_t cap)
 {
     open_log_fifo();
     struct rec r = {0};
     r.loop = loop_new();
     loop_set_slow_threshold(r.loop, 5);
-    struct loop_timer *busy = loop_timer_new(r.loop, "busy", on_busy, &r);
+    struct loop_timer *slow = loop_timer_new(r.loop, label, fn, &r);
     struct tag stop = {&r, 's', true};
     struct loop_timer *ts = loop_timer_new(r.loop, "stop", on_tagged, &stop);
-    loop_timer_start(busy, 1, false);
+    loop_timer_start(slow, 1, false);
     loop_timer_start(ts, 2, false);
     loop_run(r.loop);
-    char buf[4096];
-    drain(buf, sizeof(buf));
-    assert_non_null(strstr(buf, "timer callback (busy) held the loop for"));
-    assert_null(strstr(buf, "the OS ran other processes"));
-    loop_timer_free(busy);
+    drain(buf, cap);
+    loop_timer_free(slow);
     loop_timer_free(ts);
     loop_free(r.loop);
     close_log_fifo();
 }
 
+static void test_slow_callback_is_logged(void **state)
+{
+    char buf[4096];
+    log_of_slow_timer("busy", on_busy, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "timer callback (busy) held the loop for"));
+    assert_null(strstr(buf, "the OS ran other processes"));
+}
+
 static void test_preempted_slow_callback_says_so(void **state)
 {
-    open_log_fifo();
-    struct rec r = {0};
-    r.loop = loop_new();
-    loop_set_slow_threshold(r.loop, 5);
-    struct loop_timer *sleepy = loop_timer_new(r.loop, "sleepy", on_sleep, &r);
-    struct tag stop = {&r, 's', true};
-    struct loop_timer *ts = loop_timer_new(r.loop, "stop", on_tagged, &stop);
-    loop_timer_start(sleepy, 1, false);
-    loop_timer_start(ts, 2, false);
-    loop_run(r.loop);
     char buf[4096];
-    drain(buf, sizeof(buf));
+    log_of_slow_timer("sleepy", on_sleep, buf, sizeof(buf));
     assert_non_null(strstr(buf, "timer callback (sleepy) held the loop for"));
     assert_non_null(strstr(buf, "the OS ran other processes"));
-    loop_timer_free(sleepy);
-    loop_timer_free(ts);
-    loop_free(r.loop);
-    close_log_fifo();
 }
 
 static void test_log_drops_are_counted_and_reported(void **state)
