@@ -955,6 +955,15 @@ static void coalesce_window(struct conn_set *cs)
                    co->on ? "on" : "off", (double)co->cost_on / 1e3, (double)co->cost_off / 1e3);
 }
 
+/* A phase's slice, cut to what is left of the pass's CONN_PASS_US (0: one
+ * item only), so the slices of a busy pass do not add up past it. */
+static uint64_t pass_left(uint64_t pass_start, uint64_t slice_us)
+{
+    uint64_t spent = platform_now_us() - pass_start;
+    uint64_t left = spent < CONN_PASS_US ? CONN_PASS_US - spent : 0;
+    return left < slice_us ? left : slice_us;
+}
+
 /* Once per loop turn: a fan-out slice, leftover input, output, closes.
  * Each phase is sliced by time, so a fan-out to thousands of subscribers,
  * a few subscribers with 256 KiB to write each, or thousands of clients
@@ -969,9 +978,10 @@ static void on_defer(void *arg)
     do
         fanout_left = core_fanout_run(cs->core, loop_now_ms(cs->loop), CONN_FANOUT_CHUNK);
     while (fanout_left && platform_now_us() - t0 < CONN_FANOUT_SLICE_US);
-    run_sliced(&cs->rep, offsetof(struct conn, work), reprocess, CONN_INPUT_SLICE_US);
-    run_sliced(&cs->pend, offsetof(struct conn, pend), flush_step, CONN_FLUSH_SLICE_US);
-    run_sliced(&cs->cls, offsetof(struct conn, work), close_step, CONN_CLOSE_SLICE_US);
+    run_sliced(&cs->rep, offsetof(struct conn, work), reprocess, pass_left(t0, CONN_INPUT_SLICE_US));
+    run_sliced(&cs->pend, offsetof(struct conn, pend), flush_step,
+               pass_left(t0, CONN_FLUSH_SLICE_US));
+    run_sliced(&cs->cls, offsetof(struct conn, work), close_step, pass_left(t0, CONN_CLOSE_SLICE_US));
     if (coalesce_due(&cs->coalesce, loop_now_ms(cs->loop)))
         coalesce_window(cs);
     if (fanout_left || !dl_empty(&cs->rep) || !dl_empty(&cs->pend) || !dl_empty(&cs->cls))

@@ -53,13 +53,17 @@ struct listener;
  * small writev ~10-40 us, a 64 KiB chunk to a subscriber far behind up to
  * ~0.3 ms, a close with its session ~150-200 us (a close in a storm of
  * 10,000, up to 2-4 ms: the kernel's TCP teardown inside close()).
- * Whatever does not fit waits a turn; a whole pass stays near 1.5 ms of
- * CPU. */
+ * Whatever does not fit waits a turn; with CONN_PASS_US a whole pass stays
+ * near 1-1.5 ms of CPU. */
 #define CONN_FANOUT_SLICE_US 300u
 #define CONN_FANOUT_CHUNK 64u
 #define CONN_INPUT_SLICE_US 300u
 #define CONN_FLUSH_SLICE_US 500u
 #define CONN_CLOSE_SLICE_US 300u
+/* ...and together, each phase cut to what is left of this (still at least
+ * one item each): a leftover-input step of ~0.6-0.9 ms (two fan-out
+ * PUBLISHes) plus a full flush slice made closed-loop passes of 1.5-2.3 ms. */
+#define CONN_PASS_US 1000u
 /* A flush writes CONN_WRITE_CHUNK at a time, while it has more and less
  * than CONN_FLUSH_STEP_US has passed: a 256 KiB writev to a fast
  * subscriber over loopback took ~1.2 ms of CPU (the copy and the
