@@ -225,6 +225,18 @@ static struct mqtt_packet connect_pkt(uint8_t version, const char *id, bool clea
     return p;
 }
 
+/* An MQTT 3.1.1 CONNECT on a fresh connection; NULL when an allocation
+ * was made to fail on the way. */
+static struct fake_conn *try_connect(int i, const char *id, bool clean)
+{
+    struct fake_conn *fc = try_open(i);
+    if (!fc)
+        return NULL;
+    fc->version = MQTT_V311;
+    struct mqtt_packet p = connect_pkt(MQTT_V311, id, clean);
+    return send_pkt(fc, &p) < 0 ? NULL : fc;
+}
+
 static struct fake_conn *connect_as(int i, uint8_t version, const char *id, bool clean,
                                     bool expect_present)
 {
@@ -1297,12 +1309,8 @@ static void test_acks_wait_for_commit(void **state)
  * may crash or leak (teardown checks mem_used_total() == 0). */
 static void scenario(void)
 {
-    struct fake_conn *sub = try_open(0);
+    struct fake_conn *sub = try_connect(0, "hub", false);
     if (!sub)
-        return;
-    sub->version = MQTT_V311;
-    struct mqtt_packet p = connect_pkt(MQTT_V311, "hub", false);
-    if (send_pkt(sub, &p) < 0)
         return;
     struct mqtt_bytes f = {(const uint8_t *)"t/#", 3};
     uint8_t opt = 1;
@@ -1313,7 +1321,7 @@ static void scenario(void)
     if (!pub)
         return;
     pub->version = MQTT_V311;
-    p = connect_pkt(MQTT_V311, "pub", true);
+    struct mqtt_packet p = connect_pkt(MQTT_V311, "pub", true);
     set_will(&p, "t/will", "bye");
     if (send_pkt(pub, &p) < 0)
         return;
@@ -1321,12 +1329,7 @@ static void scenario(void)
     (void)publish(pub, "t/2", "b", 2, false, 2);
     (void)ack(pub, MQTT_PUBREL, 2);
     close_conn(pub, -ERR_IO);
-    sub = try_open(0);
-    if (!sub)
-        return;
-    sub->version = MQTT_V311;
-    p = connect_pkt(MQTT_V311, "hub", false);
-    (void)send_pkt(sub, &p);
+    (void)try_connect(0, "hub", false);
 }
 
 /* The same for MQTT 5: aliases both ways (from a client with and without
@@ -1415,12 +1418,8 @@ static void scenario_persist(void)
 {
     if (persistence_on() < 0)
         return;
-    struct fake_conn *pub = try_open(0);
+    struct fake_conn *pub = try_connect(0, "pub", false);
     if (!pub)
-        return;
-    pub->version = MQTT_V311;
-    struct mqtt_packet p = connect_pkt(MQTT_V311, "pub", false);
-    if (send_pkt(pub, &p) < 0)
         return;
     for (uint16_t i = 1; i <= 9; i++)
         (void)publish(pub, "t", "x", 1, false, i);
